@@ -1,0 +1,1 @@
+"""localcluster: the local Kubernetes + registry world that urm.training is tested against."""
