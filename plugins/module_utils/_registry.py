@@ -1,0 +1,547 @@
+# Copyright: URM training maintainers
+# SPDX-License-Identifier: Apache-2.0
+"""The one container registry client of the collection (OCI distribution v2, Harbor flavour).
+
+It pings ``/v2/``, follows the Basic or Bearer challenge (token flow with a per-scope cache),
+checks credentials without a scope (Harbor answers a bad credential *with* a scope as anonymous),
+reads the push grant from the token's ``access`` claim, and HEADs manifests. Later modules reuse
+``RegistryClient.request`` for blob and manifest uploads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+try:
+    import requests
+except ImportError:  # pragma: no cover - reported by RegistryClient()
+    requests = None  # type: ignore[assignment]
+
+MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+MASK = "********"
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+
+
+class RegistryError(Exception):
+    """Base class; the message never holds the password."""
+
+    def __init__(self, message: str, registry: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.registry = registry
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class RegistryUnreachableError(RegistryError):
+    """No TCP connection, DNS failure or timeout."""
+
+
+class RegistryTLSError(RegistryError):
+    """The TLS handshake or certificate verification failed."""
+
+
+class RegistryAuthError(RegistryError):
+    """401: the credential was rejected."""
+
+
+class RegistryForbiddenError(RegistryError):
+    """403: the credential is valid but lacks a right."""
+
+
+class RegistryServerError(RegistryError):
+    """5xx from the registry or its token server."""
+
+
+class RegistryProtocolError(RegistryError):
+    """An answer that does not follow the distribution spec."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+    @property
+    def service(self) -> str | None:
+        return self.params.get("service")
+
+    @property
+    def scope(self) -> str | None:
+        return self.params.get("scope")
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    exists: bool
+    digest: str | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class PushCheck:
+    repository: str
+    allowed: bool
+    granted: tuple[str, ...]
+    method: str  # "token-claim" or "upload-probe"
+
+    @property
+    def granted_scope(self) -> str:
+        actions = ",".join(self.granted) if self.granted else "no actions"
+        return f"repository:{self.repository}:{actions}"
+
+
+def parse_www_authenticate(header: str) -> list[Challenge]:
+    """Parse a WWW-Authenticate value into challenges (RFC 7235, quoted values may hold commas)."""
+    challenges: list[Challenge] = []
+    scheme: str | None = None
+    params: dict[str, str] = {}
+    pos, end = 0, len(header)
+    while pos < end:
+        while pos < end and header[pos] in " \t,":
+            pos += 1
+        match = _TOKEN_RE.match(header, pos)
+        if not match:
+            pos += 1
+            continue
+        token = match.group(0)
+        pos = match.end()
+        look = pos
+        while look < end and header[look] in " \t":
+            look += 1
+        if look < end and header[look] == "=" and scheme is not None:
+            pos = look + 1
+            while pos < end and header[pos] in " \t":
+                pos += 1
+            if pos < end and header[pos] == '"':
+                pos += 1
+                chars: list[str] = []
+                while pos < end and header[pos] != '"':
+                    if header[pos] == "\\" and pos + 1 < end:
+                        pos += 1
+                    chars.append(header[pos])
+                    pos += 1
+                pos += 1
+                value = "".join(chars)
+            else:
+                vmatch = _TOKEN_RE.match(header, pos)
+                value = vmatch.group(0) if vmatch else ""
+                pos = vmatch.end() if vmatch else pos
+            params[token.lower()] = value
+        else:
+            if scheme is not None:
+                challenges.append(Challenge(scheme, params))
+            scheme, params = token.lower(), {}
+    if scheme is not None:
+        challenges.append(Challenge(scheme, params))
+    return challenges
+
+
+def decode_jwt_claims(token: str) -> dict[str, Any] | None:
+    """Return the JWT payload without verifying the signature, or None for an opaque token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def granted_actions(claims: dict[str, Any], repository: str) -> tuple[str, ...]:
+    """The actions the token's ``access`` claim grants on ``repository:<repository>``."""
+    actions: set[str] = set()
+    for entry in claims.get("access") or []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("type") == "repository" and entry.get("name") == repository:
+            actions.update(str(a) for a in entry.get("actions") or [])
+    return tuple(sorted(actions))
+
+
+def repository_scope(repository: str, actions: str = "pull") -> str:
+    return f"repository:{repository}:{actions}"
+
+
+class RegistryClient:
+    """A session against one registry, with a per-scope Bearer token cache."""
+
+    def __init__(
+        self,
+        registry: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        scheme: str = "https",
+        ca_cert: str | None = None,
+        validate_certs: bool = True,
+        timeout: float = 15.0,
+        session: Any = None,
+    ) -> None:
+        if requests is None:
+            raise RegistryError(
+                "The Python library 'requests' is required: pip install -r requirements.txt"
+            )
+        self.registry = registry
+        self.username = username
+        self._password = password
+        self.base_url = f"{scheme}://{registry}"
+        self.timeout = timeout
+        self.verify: bool | str = (ca_cert or True) if validate_certs else False
+        self.session = session or requests.Session()
+        self._challenges: list[Challenge] | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"RegistryClient(registry={self.registry!r}, username={self.username!r})"
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        secrets = []
+        if self._password:
+            secrets.append(self._password)
+            if self.username is not None:
+                pair = f"{self.username}:{self._password}".encode()
+                secrets.append(base64.b64encode(pair).decode())
+        for secret in secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def _fail(self, cls: type[RegistryError], message: str, status: int | None = None) -> None:
+        raise cls(self._scrub(message), registry=self.registry, status=status)
+
+    def _who(self) -> str:
+        return f"user {self.username!r}" if self.username else "anonymous access"
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("allow_redirects", True)
+        try:
+            return self.session.request(method, url, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            hint = (
+                "set registry_ca_cert to the CA that signed its certificate"
+                if self.verify is True
+                else "check that registry_ca_cert is the CA that signed its certificate"
+            )
+            self._fail(
+                RegistryTLSError,
+                f"TLS verification failed for registry {self.registry} ({url.split('?')[0]}): "
+                f"{_short_reason(exc)}; {hint}, or set registry_validate_certs: false for a "
+                "throwaway registry",
+            )
+        except requests.exceptions.Timeout:
+            self._fail(
+                RegistryUnreachableError,
+                f"Registry {self.registry} did not answer within {self.timeout:g}s "
+                f"({method} {url.split('?')[0]}); check that it is up and reachable",
+            )
+        except requests.exceptions.ConnectionError as exc:
+            self._fail(
+                RegistryUnreachableError,
+                f"Cannot connect to registry {self.registry} ({url.split('?')[0]}): "
+                f"{_short_reason(exc)}; check the registry address and that it is up",
+            )
+        except requests.exceptions.RequestException as exc:
+            self._fail(
+                RegistryProtocolError,
+                f"Request to registry {self.registry} failed: {_short_reason(exc)}",
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_for_status(self, resp: Any, action: str) -> None:
+        status = int(resp.status_code)
+        detail = _error_detail(resp)
+        if status == 401:
+            self._fail(
+                RegistryAuthError,
+                f"Authentication failed for {self._who()} at registry {self.registry} "
+                f"({action}: 401 Unauthorized){detail}; check the username and password",
+                status,
+            )
+        if status == 403:
+            self._fail(
+                RegistryForbiddenError,
+                f"Registry {self.registry} refused {action} for {self._who()} "
+                f"(403 Forbidden){detail}",
+                status,
+            )
+        if status >= 500:
+            self._fail(
+                RegistryServerError,
+                f"Registry {self.registry} failed on {action} ({status} {resp.reason}){detail}; "
+                "try again later",
+                status,
+            )
+        if status >= 400:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} answered {status} {resp.reason} to {action}{detail}",
+                status,
+            )
+
+    # -- challenge and token flow ------------------------------------------------------------
+
+    def ping(self) -> list[Challenge]:
+        """GET /v2/ without credentials; return the challenges ([] when anonymous access works)."""
+        resp = self._send("GET", f"{self.base_url}/v2/")
+        if resp.status_code == 200:
+            self._challenges = []
+        elif resp.status_code == 401:
+            header = resp.headers.get("WWW-Authenticate", "")
+            self._challenges = parse_www_authenticate(header)
+            if not self._challenges:
+                self._fail(
+                    RegistryProtocolError,
+                    f"Registry {self.registry} answered 401 on /v2/ without a WWW-Authenticate "
+                    "challenge",
+                    401,
+                )
+        else:
+            self._raise_for_status(resp, "GET /v2/")
+            self._fail(
+                RegistryProtocolError,
+                f"{self.base_url}/v2/ answered {resp.status_code}: is this a container registry?",
+                resp.status_code,
+            )
+        return list(self._challenges or [])
+
+    def _challenge(self) -> Challenge | None:
+        if self._challenges is None:
+            self.ping()
+        challenges = self._challenges or []
+        for wanted in ("bearer", "basic"):
+            for challenge in challenges:
+                if challenge.scheme == wanted:
+                    return challenge
+        if challenges:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} offers only unsupported auth schemes: "
+                f"{', '.join(c.scheme for c in challenges)}",
+            )
+        return None
+
+    @property
+    def auth_scheme(self) -> str:
+        """ "bearer", "basic" or "anonymous"."""
+        challenge = self._challenge()
+        return challenge.scheme if challenge else "anonymous"
+
+    def _basic(self) -> tuple[str, str] | None:
+        if self.username:
+            return (self.username, self._password or "")
+        return None
+
+    def token(self, scope: str | None = None) -> str:
+        """A Bearer token for ``scope`` (None: no scope, which checks the credential itself)."""
+        key = scope or ""
+        cached = self._tokens.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        challenge = self._challenge()
+        if challenge is None or challenge.scheme != "bearer" or not challenge.realm:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} does not use Bearer token auth",
+            )
+            raise AssertionError("unreachable")  # pragma: no cover
+        params: dict[str, str] = {}
+        if challenge.service:
+            params["service"] = challenge.service
+        if scope:
+            params["scope"] = scope
+        realm = challenge.realm
+        action = f"token request to {realm}" + (f" for scope {scope}" if scope else "")
+        resp = self._send("GET", realm, params=params, auth=self._basic())
+        self._raise_for_status(resp, action)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._fail(RegistryProtocolError, f"The token server {realm} sent no JSON object")
+            raise AssertionError("unreachable")  # pragma: no cover
+        token = body.get("token") or body.get("access_token")
+        if not token or not isinstance(token, str):
+            self._fail(
+                RegistryProtocolError,
+                f"The token server {realm} answered without 'token' or 'access_token'",
+            )
+            raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            expires_in = float(body.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            expires_in = 60.0
+        # Renew a little early, and never trust a lifetime under 10 s.
+        self._tokens[key] = (token, time.monotonic() + max(expires_in - 10.0, 10.0))
+        return token
+
+    def check_credentials(self) -> str:
+        """Raise RegistryAuthError unless the credential is accepted; return the auth scheme.
+
+        No scope is requested: Harbor answers a bad credential *with* a scope as anonymous.
+        """
+        challenge = self._challenge()
+        if challenge is None:
+            return "anonymous"
+        if challenge.scheme == "bearer":
+            if not self.username:
+                self._fail(RegistryAuthError, f"Registry {self.registry} requires a username")
+            self.token(None)
+            return "bearer"
+        resp = self._send("GET", f"{self.base_url}/v2/", auth=self._basic())
+        self._raise_for_status(resp, "GET /v2/ with Basic auth")
+        return "basic"
+
+    def _auth_kwargs(self, scope: str | None) -> dict[str, Any]:
+        challenge = self._challenge()
+        if challenge is None:
+            return {}
+        if challenge.scheme == "bearer":
+            return {"headers": {"Authorization": f"Bearer {self.token(scope)}"}}
+        return {"auth": self._basic()}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 202, 204),
+        action: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """An authenticated request to ``path`` (under the registry's base URL).
+
+        Statuses in ``ok`` (and 404, for the caller to interpret) are returned; others raise.
+        A Bearer token rejected with 401 is renewed once.
+        """
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        action = action or f"{method} {path}"
+        for attempt in (1, 2):
+            auth = self._auth_kwargs(scope)
+            merged = dict(headers or {})
+            merged.update(auth.pop("headers", {}))
+            resp = self._send(method, url, headers=merged, **auth, **kwargs)
+            if resp.status_code == 401 and attempt == 1 and "Authorization" in merged:
+                self._tokens.pop(scope or "", None)
+                continue
+            break
+        if resp.status_code in ok or resp.status_code == 404:
+            return resp
+        self._raise_for_status(resp, action)
+        self._fail(
+            RegistryProtocolError,
+            f"Registry {self.registry} answered {resp.status_code} to {action}",
+            resp.status_code,
+        )
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def push_access(self, repository: str) -> PushCheck:
+        """Whether the credential may push to ``repository``.
+
+        With token auth the token's ``access`` claim tells; with Basic auth (or an opaque token)
+        the only way is to open a blob upload, which is cancelled at once.
+        """
+        if self.auth_scheme == "bearer":
+            token = self.token(repository_scope(repository, "pull,push"))
+            claims = decode_jwt_claims(token)
+            if claims is not None:
+                granted = granted_actions(claims, repository)
+                allowed = "push" in granted or "*" in granted
+                return PushCheck(repository, allowed, granted, "token-claim")
+        return self._probe_upload(repository)
+
+    def _probe_upload(self, repository: str) -> PushCheck:
+        scope = repository_scope(repository, "pull,push")
+        path = f"/v2/{repository}/blobs/uploads/"
+        try:
+            resp = self.request("POST", path, scope=scope, ok=(202,), action=f"POST {path}")
+        except (RegistryAuthError, RegistryForbiddenError):
+            return PushCheck(repository, False, (), "upload-probe")
+        if resp.status_code != 202:
+            return PushCheck(repository, False, (), "upload-probe")
+        location = resp.headers.get("Location")
+        if location:
+            if location.startswith("/"):
+                location = f"{self.base_url}{location}"
+            # An abandoned upload is purged by the registry anyway; the answer stands.
+            with contextlib.suppress(RegistryError):
+                self.request("DELETE", location, scope=scope, ok=(200, 202, 204, 404))
+        return PushCheck(repository, True, ("push",), "upload-probe")
+
+    def manifest_head(self, repository: str, reference: str) -> ManifestInfo:
+        """HEAD the manifest: whether ``repository:reference`` exists, and its digest."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        resp = self.request(
+            "HEAD",
+            path,
+            scope=repository_scope(repository, "pull"),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200,),
+            action=f"HEAD {path}",
+        )
+        if resp.status_code == 404:
+            return ManifestInfo(False)
+        media_type = resp.headers.get("Content-Type")
+        return ManifestInfo(True, resp.headers.get("Docker-Content-Digest"), media_type)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc)
+    match = _ERRNO_RE.search(text)
+    if match:
+        return match.group(0).strip()
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "hostname mismatch"):
+        if marker in text:
+            idx = text.find(marker)
+            return text[idx : idx + 160].split("'")[0].split(")")[0]
+    return text[:300]
+
+
+def _error_detail(resp: Any) -> str:
+    """The first error of a distribution-spec error body, if any."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            code = errors[0].get("code", "")
+            message = errors[0].get("message", "")
+            return f": {code} {message}".rstrip()
+        if body.get("details") or body.get("message"):
+            return f": {body.get('details') or body.get('message')}"
+    return ""
