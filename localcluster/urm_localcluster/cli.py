@@ -76,7 +76,7 @@ def up(settings: Settings) -> int:
     taken = [f"{port} ({name})" for name, port in ports.items() if not port_is_free(port)]
     if taken:
         raise SystemExit(
-            f"localcluster: port {', '.join(taken)} on 127.0.0.1 is already in use; stop whatever holds it "
+            f"localcluster: already in use on 127.0.0.1: port {', port '.join(taken)}; stop whatever holds it "
             "or choose another with URM_LOCALCLUSTER_<APISERVER|REGISTRY_TOKEN|REGISTRY_BASIC|TOKEN_SERVER>_PORT")
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)

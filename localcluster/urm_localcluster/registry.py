@@ -84,6 +84,8 @@ def processes(settings: Settings) -> dict[str, Process]:
 
 
 def _https_ok(url: str, ca: Path, accept: tuple[int, ...] = (200, 401)) -> bool:
+    if not ca.exists():
+        return False
     context = ssl.create_default_context(cafile=str(ca))
     try:
         with urllib.request.urlopen(url, context=context, timeout=2) as reply:  # noqa: S310 - loopback https
