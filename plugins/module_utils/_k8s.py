@@ -216,7 +216,11 @@ def build_configuration(auth: Mapping[str, Any]) -> Any:
     if auth.get("host"):
         cfg.host = str(auth["host"]).rstrip("/")
     if auth.get("api_key"):
-        cfg.api_key = {"authorization": f"Bearer {auth['api_key']}"}
+        # Older clients read "authorization", newer ones "BearerToken"; set both, and drop a
+        # kubeconfig refresh hook that would put its own token back.
+        bearer = f"Bearer {auth['api_key']}"
+        cfg.api_key = {"BearerToken": bearer, "authorization": bearer}
+        cfg.refresh_api_key_hook = None
     if auth.get("validate_certs") is not None:
         cfg.verify_ssl = bool(auth["validate_certs"])
     if auth.get("ca_cert"):
