@@ -488,6 +488,48 @@ class K8sClient:
             raise
         return True
 
+    def open_raw(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        what: str | None = None,
+    ) -> Any:
+        """GET ``path`` and return the unread urllib3 response, for watches and logs.
+
+        The caller reads (or streams) it and must release it. Error statuses raise like
+        ``request`` does.
+        """
+        k8s = import_kubernetes()
+        import urllib3
+
+        url = self.host + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        headers = {"Accept": "application/json, */*"}
+        headers.update(self._auth_headers())
+        what = what or path
+        try:
+            resp = self.api_client.rest_client.request(
+                "GET", url, headers=headers, _request_timeout=timeout or self.timeout
+            )
+        except k8s.client.exceptions.ApiException as exc:
+            if not exc.status:
+                raise K8sError(
+                    f"Cannot reach the Kubernetes API server at {self.host} to read {what}: "
+                    f"{exc.reason}"
+                ) from None
+            raise api_error(exc.status, exc.reason or "", exc.body, "read", what) from None
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise K8sError(
+                f"Cannot reach the Kubernetes API server at {self.host} to read {what}: {reason}"
+            ) from None
+        if not 200 <= resp.status < 300:
+            raise api_error(resp.status, resp.reason or "", resp.read(), "read", what)
+        return resp.response
+
     def namespace_exists(self, namespace: str) -> bool:
         """Whether the namespace exists, also for users who may not read Namespace objects.
 
