@@ -111,8 +111,8 @@ class RunResult:
         return [(r["task"], r["result"]) for r in self.records if r["host"] == host]
 
     def task(self, name: str, host: str = "localhost") -> dict[str, Any]:
-        """The host result of the last task called ``name``."""
-        found = [r for n, r in self.task_results(host) if n == name]
+        """The host result of the last task called ``name`` (role tasks: with or without prefix)."""
+        found = [r for n, r in self.task_results(host) if n == name or n.endswith(f" : {name}")]
         if not found:
             names = [n for n, _ in self.task_results(host)]
             raise KeyError(f"no task {name!r} in the run; tasks: {names}\n{self.output[-3000:]}")

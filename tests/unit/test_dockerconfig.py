@@ -104,8 +104,9 @@ def test_encode_decode_roundtrip_and_decoded_comparison() -> None:
     assert decode_config(encode_config(config)) == config
     assert encode_config(config) == encode_config(json.loads(json.dumps(config)))
     # Same content, other formatting and key order: equal once decoded.
-    pretty = json.dumps({"auths": {"reg": dict(reversed(list(config["auths"]["reg"].items())))}},
-                        indent=4)
+    pretty = json.dumps(
+        {"auths": {"reg": dict(reversed(list(config["auths"]["reg"].items())))}}, indent=4
+    )
     live = decode_config(base64.b64encode(pretty.encode()).decode())
     assert configs_equal(live, config)
     assert not configs_equal(live, merge_config(None, "reg", auth_entry("u", "p2")))
@@ -113,8 +114,10 @@ def test_encode_decode_roundtrip_and_decoded_comparison() -> None:
     assert decode_config(None) is None
 
 
-@pytest.mark.parametrize("data", ["not base64!", base64.b64encode(b"[1]").decode(),
-                                  base64.b64encode(b"{no json").decode()])
+@pytest.mark.parametrize(
+    "data",
+    ["not base64!", base64.b64encode(b"[1]").decode(), base64.b64encode(b"{no json").decode()],
+)
 def test_decode_rejects_garbage(data: str) -> None:
     with pytest.raises(DockerConfigError):
         decode_config(data)
@@ -127,10 +130,20 @@ def _leaves(value: object) -> list[object]:
 
 
 def test_redacted_diff_marks_changes_and_hides_values() -> None:
-    before = {"auths": {"reg": auth_entry("u", "old-password"), "keep": auth_entry("k", "kp"),
-                        "gone": auth_entry("g", "gp")}}
-    after = {"auths": {"reg": auth_entry("u", "new-password"), "keep": auth_entry("k", "kp"),
-                       "new": auth_entry("n", "np")}}
+    before = {
+        "auths": {
+            "reg": auth_entry("u", "old-password"),
+            "keep": auth_entry("k", "kp"),
+            "gone": auth_entry("g", "gp"),
+        }
+    }
+    after = {
+        "auths": {
+            "reg": auth_entry("u", "new-password"),
+            "keep": auth_entry("k", "kp"),
+            "new": auth_entry("n", "np"),
+        }
+    }
     b, a = redacted_diff(before, after)
     assert b["auths"]["reg"]["password"] == REDACTED
     assert a["auths"]["reg"]["password"] == REDACTED_CHANGED

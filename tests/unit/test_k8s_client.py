@@ -28,11 +28,15 @@ def kubeconfig_dict(server: str, token: str = TOKEN, context: str = "ctx") -> di
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server}},
-                     {"name": "other", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "clusters": [
+            {"name": "c", "cluster": {"server": server}},
+            {"name": "other", "cluster": {"server": "http://127.0.0.1:1"}},
+        ],
         "users": [{"name": "u", "user": {"token": token}}],
-        "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}},
-                     {"name": "other", "context": {"cluster": "other", "user": "u"}}],
+        "contexts": [
+            {"name": context, "context": {"cluster": "c", "user": "u"}},
+            {"name": "other", "context": {"cluster": "other", "user": "u"}},
+        ],
         "current-context": context,
     }
 
@@ -91,16 +95,18 @@ def test_kubeconfig_path_and_default_location(no_ambient_config: Path) -> None:
 
 
 def test_explicit_options_override(no_ambient_config: Path, tmp_path: Path) -> None:
-    cfg = build_configuration({
-        "kubeconfig": kubeconfig_dict("https://kc:6443"),
-        "host": "https://explicit:6443/",
-        "api_key": "other-token",
-        "validate_certs": False,
-        "ca_cert": "/ca.pem",
-        "client_cert": "/c.pem",
-        "client_key": "/k.pem",
-        "proxy": "http://proxy:3128",
-    })
+    cfg = build_configuration(
+        {
+            "kubeconfig": kubeconfig_dict("https://kc:6443"),
+            "host": "https://explicit:6443/",
+            "api_key": "other-token",
+            "validate_certs": False,
+            "ca_cert": "/ca.pem",
+            "client_cert": "/c.pem",
+            "client_key": "/k.pem",
+            "proxy": "http://proxy:3128",
+        }
+    )
     assert cfg.host == "https://explicit:6443"
     assert bearer(cfg) == "Bearer other-token"
     assert cfg.verify_ssl is False
@@ -136,22 +142,38 @@ def test_api_error_translation(status: int, expected: str) -> None:
 
 
 def test_api_error_422_lists_causes() -> None:
-    body = json.dumps({"message": "Secret is invalid", "details": {"causes": [
-        {"field": "metadata.name", "message": "must be lowercase"}]}})
+    body = json.dumps(
+        {
+            "message": "Secret is invalid",
+            "details": {"causes": [{"field": "metadata.name", "message": "must be lowercase"}]},
+        }
+    )
     err = api_error(422, "Unprocessable", body, "create", "Secret aic/X")
     assert "metadata.name: must be lowercase" in str(err)
 
 
-@pytest.mark.parametrize(("value", "ok"), [
-    ("urm-registry-cred", True), ("a.b-c", True), ("a" * 253, True), ("a" * 254, False),
-    ("Bad", False), ("-x", False), ("x_y", False), ("", False), ("x.", False),
-])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("urm-registry-cred", True),
+        ("a.b-c", True),
+        ("a" * 253, True),
+        ("a" * 254, False),
+        ("Bad", False),
+        ("-x", False),
+        ("x_y", False),
+        ("", False),
+        ("x.", False),
+    ],
+)
 def test_dns1123_subdomain(value: str, ok: bool) -> None:
     assert is_dns1123_subdomain(value) is ok
 
 
 def test_dns1123_label() -> None:
-    assert is_dns1123_label("aic") and not is_dns1123_label("a.b") and not is_dns1123_label("a" * 64)
+    assert (
+        is_dns1123_label("aic") and not is_dns1123_label("a.b") and not is_dns1123_label("a" * 64)
+    )
 
 
 def test_resource_paths() -> None:
@@ -179,7 +201,11 @@ class FakeApiServer:
         if not path.startswith("/api/v1/namespaces/aic/"):
             return self._status(403, "forbidden outside aic")
         if req.method == "GET" and path in self.objects:
-            return 200, {"Content-Type": "application/json"}, json.dumps(self.objects[path]).encode()
+            return (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps(self.objects[path]).encode(),
+            )
         if req.method == "GET" and path == "/api/v1/namespaces/aic/secrets":
             return 200, {}, json.dumps({"items": list(self.objects.values())}).encode()
         if req.method == "PATCH":
@@ -191,8 +217,11 @@ class FakeApiServer:
 
     @staticmethod
     def _status(code: int, message: str) -> Reply:
-        return code, {"Content-Type": "application/json"}, json.dumps(
-            {"kind": "Status", "code": code, "message": message}).encode()
+        return (
+            code,
+            {"Content-Type": "application/json"},
+            json.dumps({"kind": "Status", "code": code, "message": message}).encode(),
+        )
 
 
 @pytest.fixture
@@ -226,5 +255,7 @@ def test_bad_token_and_unreachable(no_ambient_config: Path) -> None:
         with pytest.raises(K8sApiError, match="401"):
             client.get("Secret", "s", "aic")
     client = K8sClient.from_params({"host": "http://127.0.0.1:1", "api_key": "t"}, timeout=2)
-    with pytest.raises(K8sError, match="Cannot reach the Kubernetes API server at http://127.0.0.1:1"):
+    with pytest.raises(
+        K8sError, match="Cannot reach the Kubernetes API server at http://127.0.0.1:1"
+    ):
         client.get("Secret", "s", "aic")

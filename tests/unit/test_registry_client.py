@@ -25,7 +25,7 @@ from ansible_collections.urm.training.plugins.module_utils._registry import (
 )
 from tests.unit.fakeserver import Reply, Request, serve
 
-PASSWORD = "pl4nted-Secr3t,with=odd\"chars"  # noqa: S105 - a test credential
+PASSWORD = 'pl4nted-Secr3t,with=odd"chars'  # noqa: S105 - a test credential
 USERS = {"alice": PASSWORD, "bob": "bobs-password"}
 DIGEST = "sha256:" + "ab" * 32
 
@@ -35,21 +35,34 @@ DIGEST = "sha256:" + "ab" * 32
     [
         (
             'Bearer realm="https://h/service/token",service="harbor-registry"',
-            [Challenge("bearer", {"realm": "https://h/service/token", "service": "harbor-registry"})],
+            [
+                Challenge(
+                    "bearer", {"realm": "https://h/service/token", "service": "harbor-registry"}
+                )
+            ],
         ),
         (
             'Bearer realm="https://h/t",service="reg",scope="repository:a/b:pull,push"',
-            [Challenge("bearer", {"realm": "https://h/t", "service": "reg",
-                                  "scope": "repository:a/b:pull,push"})],
+            [
+                Challenge(
+                    "bearer",
+                    {"realm": "https://h/t", "service": "reg", "scope": "repository:a/b:pull,push"},
+                )
+            ],
         ),
         ('Basic realm="Registry Realm"', [Challenge("basic", {"realm": "Registry Realm"})]),
         ("basic realm=simple", [Challenge("basic", {"realm": "simple"})]),
         (
             'Basic realm="a, b", Bearer realm="https://t",service="s"',
-            [Challenge("basic", {"realm": "a, b"}),
-             Challenge("bearer", {"realm": "https://t", "service": "s"})],
+            [
+                Challenge("basic", {"realm": "a, b"}),
+                Challenge("bearer", {"realm": "https://t", "service": "s"}),
+            ],
         ),
-        ('Bearer  realm = "x\\"y" , service="s"', [Challenge("bearer", {"realm": 'x"y', "service": "s"})]),
+        (
+            'Bearer  realm = "x\\"y" , service="s"',
+            [Challenge("bearer", {"realm": 'x"y', "service": "s"})],
+        ),
         ("Bearer", [Challenge("bearer", {})]),
         ("", []),
     ],
@@ -63,15 +76,19 @@ def _b64url(data: dict[str, Any]) -> str:
 
 
 def make_jwt(access: list[dict[str, Any]], sub: str = "alice") -> str:
-    return f"{_b64url({'alg': 'RS256', 'typ': 'JWT'})}.{_b64url({'sub': sub, 'access': access})}.c2ln"
+    return (
+        f"{_b64url({'alg': 'RS256', 'typ': 'JWT'})}.{_b64url({'sub': sub, 'access': access})}.c2ln"
+    )
 
 
 def test_jwt_access_claim() -> None:
-    token = make_jwt([
-        {"type": "repository", "name": "aic-misc/urm", "actions": ["push", "pull"]},
-        {"type": "repository", "name": "library/busybox", "actions": ["pull"]},
-        {"type": "registry", "name": "catalog", "actions": ["*"]},
-    ])
+    token = make_jwt(
+        [
+            {"type": "repository", "name": "aic-misc/urm", "actions": ["push", "pull"]},
+            {"type": "repository", "name": "library/busybox", "actions": ["pull"]},
+            {"type": "registry", "name": "catalog", "actions": ["*"]},
+        ]
+    )
     claims = decode_jwt_claims(token)
     assert claims is not None and claims["sub"] == "alice"
     assert granted_actions(claims, "aic-misc/urm") == ("pull", "push")
@@ -89,8 +106,9 @@ class FakeRegistry:
     def __init__(self, mode: str, grants: dict[str, dict[str, list[str]]] | None = None) -> None:
         self.mode = mode
         self.base = ""
-        self.grants = grants or {"alice": {"aic-misc/urm": ["pull", "push"],
-                                           "library/busybox": ["pull"]}}
+        self.grants = grants or {
+            "alice": {"aic-misc/urm": ["pull", "push"], "library/busybox": ["pull"]}
+        }
         self.token_requests: list[dict[str, list[str]]] = []
         self.force_status: int | None = None
 
@@ -104,8 +122,11 @@ class FakeRegistry:
     def __call__(self, req: Request) -> Reply:
         url = urlsplit(req.path)
         if self.force_status is not None:
-            return self.force_status, {"Content-Type": "application/json"}, json.dumps(
-                {"errors": [{"code": "DENIED", "message": "forced"}]}).encode()
+            return (
+                self.force_status,
+                {"Content-Type": "application/json"},
+                json.dumps({"errors": [{"code": "DENIED", "message": "forced"}]}).encode(),
+            )
         if url.path == "/service/token":
             query = parse_qs(url.query)
             self.token_requests.append(query)
@@ -118,11 +139,19 @@ class FakeRegistry:
             for scope in scopes:
                 _, name, actions = scope.split(":")
                 allowed = (self.grants.get(user or "", {})).get(name, [])
-                access.append({"type": "repository", "name": name,
-                               "actions": [a for a in actions.split(",") if a in allowed]})
+                access.append(
+                    {
+                        "type": "repository",
+                        "name": name,
+                        "actions": [a for a in actions.split(",") if a in allowed],
+                    }
+                )
             token = make_jwt(access, user or "anonymous")
-            return 200, {"Content-Type": "application/json"}, json.dumps(
-                {"token": token, "expires_in": 300}).encode()
+            return (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"token": token, "expires_in": 300}).encode(),
+            )
         authed = False
         header = req.headers.get("Authorization", "")
         if self.mode == "basic":
@@ -132,24 +161,36 @@ class FakeRegistry:
             authed = header.startswith("Bearer ")
             challenge = f'Bearer realm="{self.base}/service/token",service="fake-registry"'
         if not authed:
-            return 401, {"WWW-Authenticate": challenge, "Content-Type": "application/json"}, (
-                b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
+            return (
+                401,
+                {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
+                (b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'),
+            )
         if url.path == "/v2/":
             return 200, {}, b"{}"
         if url.path == "/v2/library/busybox/manifests/latest" and req.method == "HEAD":
             accept = req.headers.get("Accept", "")
             if all(t in accept for t in MANIFEST_MEDIA_TYPES):
-                return 200, {"Docker-Content-Digest": DIGEST,
-                             "Content-Type": MANIFEST_MEDIA_TYPES[1]}, b""
+                return (
+                    200,
+                    {"Docker-Content-Digest": DIGEST, "Content-Type": MANIFEST_MEDIA_TYPES[1]},
+                    b"",
+                )
             return 404, {}, b""
         if url.path.endswith("/blobs/uploads/") and req.method == "POST":
             return 202, {"Location": url.path + "fake-uuid"}, b""
         if url.path.endswith("/blobs/uploads/fake-uuid") and req.method == "DELETE":
             return 204, {}, b""
-        return 404, {"Content-Type": "application/json"}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'
+        return (
+            404,
+            {"Content-Type": "application/json"},
+            b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}',
+        )
 
 
-def _client(server: Any, username: str = "alice", password: str = PASSWORD, **kw: Any) -> RegistryClient:
+def _client(
+    server: Any, username: str = "alice", password: str = PASSWORD, **kw: Any
+) -> RegistryClient:
     scheme = server.url.split("://")[0]
     return RegistryClient(server.host_port, username, password, scheme=scheme, timeout=5, **kw)
 
@@ -319,6 +360,8 @@ def test_repr_and_messages_never_hold_the_password() -> None:
     client = RegistryClient("reg.example:5000", "alice", PASSWORD)
     assert PASSWORD not in repr(client)
     with pytest.raises(RegistryError) as err:
-        client._fail(RegistryError, f"echoed {PASSWORD} and "
-                     f"{base64.b64encode(f'alice:{PASSWORD}'.encode()).decode()}")
+        client._fail(
+            RegistryError,
+            f"echoed {PASSWORD} and {base64.b64encode(f'alice:{PASSWORD}'.encode()).decode()}",
+        )
     _assert_clean(err.value)
