@@ -42,7 +42,7 @@ def _handler_class(route: Handler, log: list[Request]) -> type[BaseHTTPRequestHa
     class _H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _handle(self) -> None:
@@ -60,7 +60,7 @@ def _handler_class(route: Handler, log: list[Request]) -> type[BaseHTTPRequestHa
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle  # noqa: N815
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
     return _H
 

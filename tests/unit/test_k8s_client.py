@@ -21,7 +21,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
 )
 from tests.unit.fakeserver import Reply, Request, serve
 
-TOKEN = "unit-test-bearer-token"  # noqa: S105
+TOKEN = "unit-test-bearer-token"
 
 
 def kubeconfig_dict(server: str, token: str = TOKEN, context: str = "ctx") -> dict[str, Any]:
@@ -256,6 +256,6 @@ def test_bad_token_and_unreachable(no_ambient_config: Path) -> None:
             client.get("Secret", "s", "aic")
     client = K8sClient.from_params({"host": "http://127.0.0.1:1", "api_key": "t"}, timeout=2)
     with pytest.raises(
-        K8sError, match="Cannot reach the Kubernetes API server at http://127.0.0.1:1"
+        K8sError, match=r"Cannot reach the Kubernetes API server at http://127\.0\.0\.1:1"
     ):
         client.get("Secret", "s", "aic")

@@ -25,7 +25,7 @@ from ansible_collections.urm.training.plugins.module_utils._registry import (
 )
 from tests.unit.fakeserver import Reply, Request, serve
 
-PASSWORD = 'pl4nted-Secr3t,with=odd"chars'  # noqa: S105 - a test credential
+PASSWORD = 'pl4nted-Secr3t,with=odd"chars'
 USERS = {"alice": PASSWORD, "bob": "bobs-password"}
 DIGEST = "sha256:" + "ab" * 32
 
@@ -227,7 +227,7 @@ def test_good_credential_is_accepted(registry: Any) -> None:
 
 
 def test_bad_password_is_an_auth_error_without_the_password(registry: Any) -> None:
-    fake, server = registry
+    _fake, server = registry
     client = _client(server, password=PASSWORD + "-wrong")
     with pytest.raises(RegistryAuthError) as err:
         client.check_credentials()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.ansible_runner import BIN, REPO, run_module, run_playbook
 
-PLANTED = "Pl4nted-unit-Secret-9f3e"  # noqa: S105
+PLANTED = "Pl4nted-unit-Secret-9f3e"
 ENV = {"URM_T_PASSWORD": PLANTED}
 PASSWORD_LOOKUP = "{{ lookup('ansible.builtin.env', 'URM_T_PASSWORD') }}"
 

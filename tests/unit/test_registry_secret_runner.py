@@ -26,7 +26,7 @@ from ansible_collections.urm.training.plugins.module_utils._registry_secret impo
     scrub,
 )
 
-PASSWORD = "pl4nted-runner-secret"  # noqa: S105
+PASSWORD = "pl4nted-runner-secret"
 REG = "127.0.0.1:15000"
 
 
