@@ -1,0 +1,524 @@
+# Copyright: URM training maintainers
+# SPDX-License-Identifier: Apache-2.0
+"""What a training run is: its validated options, and the pure builders of its objects
+(the Job or dev Pod, the headless Service for multi-node runs, the PVCs).
+
+Everything here is a pure function of the options, so it is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ansible_collections.urm.training.plugins.module_utils._k8s import (
+    dns1123_subdomain_error,
+    is_dns1123_label,
+)
+from ansible_collections.urm.training.plugins.module_utils._quantity import (
+    QuantityError,
+    format_bytes,
+    format_number,
+    parse_quantity,
+)
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+MANAGED_BY = "urm.training"
+LABEL_RUN = "training.urm.io/run"
+LABEL_MODE = "training.urm.io/mode"
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+ANNOTATION_HASH = "training.urm.io/spec-hash"
+ANNOTATION_GPUS = "training.urm.io/gpus"
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+MASTER_PORT = 29500
+DEVPOD_DEFAULT_DEADLINE = 8 * 3600
+SHM_VOLUME = "dshm"
+
+# Compute capability per accelerator label value. flash-attn 2 and adam-atan2 need >= 8.0.
+KNOWN_CAPABILITIES: dict[str, float] = {
+    "nvidia-h100": 9.0,
+    "nvidia-h200": 9.0,
+    "nvidia-a100": 8.0,
+    "nvidia-a40": 8.6,
+    "nvidia-a10": 8.6,
+    "nvidia-l40s": 8.9,
+    "nvidia-l4": 8.9,
+    "nvidia-rtx-a6000": 8.6,
+    "nvidia-gtx-2080ti": 7.5,
+    "nvidia-rtx-2080ti": 7.5,
+    "nvidia-v100": 7.0,
+    "nvidia-t4": 7.5,
+}
+
+
+class SpecError(ValueError):
+    """Invalid options, found before anything is sent to the cluster."""
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    name: str
+    mount_path: str
+    claim: str
+    create: bool
+    storage_class: str | None = None
+    size: str | None = None
+    access_mode: str = "ReadWriteMany"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    env: str
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    namespace: str
+    image: str
+    command: list[str]
+    args: list[str]
+    gpus: int
+    nodes: int
+    gpu_type: str | None
+    accelerator_label: str
+    cpu_per_gpu: Decimal
+    memory_per_gpu: Decimal
+    shm_size: Decimal
+    env: dict[str, str]
+    secret_env: list[SecretRef]
+    volumes: list[VolumeSpec]
+    image_pull_secrets: list[str]
+    tolerations: list[dict[str, Any]]
+    node_selector: dict[str, str]
+    priority_class: str | None
+    queue: str | None
+    active_deadline: int | None
+    backoff_limit: int
+    ttl_after_finished: int | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    mode: str
+    wandb: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def memory_limit(self) -> Decimal:
+        return self.memory_per_gpu * self.gpus
+
+    @property
+    def cpu_request(self) -> Decimal:
+        return self.cpu_per_gpu * self.gpus
+
+    @property
+    def selector(self) -> dict[str, str]:
+        selector = dict(self.node_selector)
+        if self.gpu_type:
+            selector[self.accelerator_label] = self.gpu_type
+        return selector
+
+    @property
+    def kind(self) -> str:
+        return "Pod" if self.mode == "devpod" else "Job"
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def _int(value: Any, field_name: str, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise SpecError(f"{field_name}={value!r} must be a whole number >= {minimum}")
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise SpecError(f"{field_name}={value!r} must be a whole number >= {minimum}") from None
+    if number < minimum:
+        raise SpecError(f"{field_name}={number} must be >= {minimum}")
+    return number
+
+
+def _optional_int(value: Any, field_name: str) -> int | None:
+    return None if value in (None, "") else _int(value, field_name, 0)
+
+
+def _quantity(value: Any, field_name: str) -> Decimal:
+    try:
+        quantity = parse_quantity(value, field_name)
+    except QuantityError as exc:
+        raise SpecError(str(exc)) from None
+    if quantity <= 0:
+        raise SpecError(f"{field_name}={value!r} must be positive")
+    return quantity
+
+
+def _str_map(value: Any, field_name: str) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{field_name} must be a mapping of names to values")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _secret_env(value: Any) -> list[SecretRef]:
+    refs = []
+    for env_name, ref in (value or {}).items():
+        if not isinstance(ref, Mapping) or not ref.get("secret") or not ref.get("key"):
+            raise SpecError(
+                f"secret_env.{env_name} must name both the Secret and the key in it, for example "
+                f"{env_name}: {{secret: wandb, key: api-key}}"
+            )
+        refs.append(SecretRef(str(env_name), str(ref["secret"]), str(ref["key"])))
+    return refs
+
+
+def _volumes(value: Any, run: str) -> list[VolumeSpec]:
+    volumes = []
+    for index, entry in enumerate(value or []):
+        where = f"volumes[{index}]"
+        if not isinstance(entry, Mapping) or not entry.get("mount_path"):
+            raise SpecError(f"{where} needs at least mount_path, and claim or storage_class+size")
+        mount_path = str(entry["mount_path"])
+        if not mount_path.startswith("/"):
+            raise SpecError(f"{where}.mount_path={mount_path!r} must be an absolute path")
+        claim = entry.get("claim")
+        create = bool(entry.get("storage_class"))
+        if not claim and not create:
+            raise SpecError(f"{where} needs claim (an existing PVC) or storage_class and size")
+        if create and not entry.get("size"):
+            raise SpecError(f"{where} creates a PVC with storage_class; it needs a size too")
+        if create:
+            _quantity(entry["size"], f"{where}.size")
+        claim_name = str(claim or f"{run}-{entry.get('name') or f'vol{index}'}")
+        problem = dns1123_subdomain_error(f"{where}.claim", claim_name)
+        if problem:
+            raise SpecError(problem)
+        volumes.append(
+            VolumeSpec(
+                name=str(entry.get("name") or f"vol{index}"),
+                mount_path=mount_path,
+                claim=claim_name,
+                create=create,
+                storage_class=str(entry["storage_class"]) if create else None,
+                size=str(entry["size"]) if create else None,
+                access_mode=str(entry.get("access_mode") or "ReadWriteMany"),
+                read_only=bool(entry.get("read_only", False)),
+            )
+        )
+    return volumes
+
+
+_IMAGE_RE = re.compile(
+    r"^[a-z0-9]+([._:-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+
+
+def _image_ok(image: str) -> bool:
+    return bool(image) and bool(_IMAGE_RE.match(image))
+
+
+def build_spec(params: Mapping[str, Any]) -> RunSpec:
+    """Validate one run's options; raise SpecError naming the field, the value and the fix."""
+    name = str(params.get("name") or "")
+    if not is_dns1123_label(name):
+        raise SpecError(
+            f"name={name!r} is not a valid run name: use at most 63 lower-case letters, digits "
+            "and '-', starting and ending with a letter or digit (no uppercase, no underscores), "
+            "for example 'urm-pretrain-01'"
+        )
+    namespace = str(params.get("namespace") or "")
+    if not is_dns1123_label(namespace):
+        raise SpecError(f"namespace={namespace!r} is not a valid namespace name")
+    image = str(params.get("image") or "").strip()
+    if not _image_ok(image):
+        raise SpecError(
+            f"image={image!r} is not a valid image reference: use a lower-case "
+            "registry/repository:tag or registry/repository@sha256:<digest>"
+        )
+    mode = str(params.get("mode") or "job")
+    gpus = _int(params.get("gpus"), "gpus", 1)
+    nodes = _int(params.get("nodes", 1), "nodes", 1)
+    if mode == "devpod" and nodes > 1:
+        raise SpecError(
+            f"nodes={nodes} with mode=devpod: a dev pod is one interactive pod; use mode=job "
+            "for multi-node training"
+        )
+    cpu_per_gpu = _quantity(params.get("cpu_per_gpu", 4), "cpu_per_gpu")
+    memory_per_gpu = _quantity(params.get("memory_per_gpu", "16Gi"), "memory_per_gpu")
+    shm_size = _quantity(params.get("shm_size") or "8Gi", "shm_size")
+    memory_limit = memory_per_gpu * gpus
+    if shm_size >= memory_limit:
+        raise SpecError(
+            f"shm_size={format_bytes(shm_size)} does not fit in the memory limit of "
+            f"{format_bytes(memory_limit)} ({gpus} GPUs x memory_per_gpu="
+            f"{format_bytes(memory_per_gpu)}): /dev/shm counts against it. Lower shm_size or "
+            "raise memory_per_gpu"
+        )
+    command = [str(c) for c in params.get("command") or []]
+    args = [str(a) for a in params.get("args") or []]
+    active_deadline = _optional_int(params.get("active_deadline"), "active_deadline")
+    if mode == "devpod":
+        active_deadline = active_deadline or DEVPOD_DEFAULT_DEADLINE
+        command = command or ["sleep", str(active_deadline)]
+    if not command and not args:
+        raise SpecError("command or args is required: the training command to run")
+    tolerations = params.get("tolerations")
+    labels = _str_map(params.get("labels"), "labels")
+    return RunSpec(
+        name=name,
+        namespace=namespace,
+        image=image,
+        command=command,
+        args=args,
+        gpus=gpus,
+        nodes=nodes,
+        gpu_type=str(params["gpu_type"]) if params.get("gpu_type") else None,
+        accelerator_label=str(params.get("accelerator_label") or "accelerator"),
+        cpu_per_gpu=cpu_per_gpu,
+        memory_per_gpu=memory_per_gpu,
+        shm_size=shm_size,
+        env=_str_map(params.get("env"), "env"),
+        secret_env=_secret_env(params.get("secret_env")),
+        volumes=_volumes(params.get("volumes"), name),
+        image_pull_secrets=[str(s) for s in params.get("image_pull_secrets") or []],
+        tolerations=[dict(t) for t in tolerations]
+        if tolerations is not None
+        else [dict(GPU_TOLERATION)],
+        node_selector=_str_map(params.get("node_selector"), "node_selector"),
+        priority_class=params.get("priority_class") or None,
+        queue=params.get("queue") or None,
+        active_deadline=active_deadline,
+        backoff_limit=_int(params.get("backoff_limit", 0), "backoff_limit", 0),
+        ttl_after_finished=_optional_int(params.get("ttl_after_finished"), "ttl_after_finished"),
+        labels=labels,
+        annotations=_str_map(params.get("annotations"), "annotations"),
+        mode=mode,
+        wandb=dict(params.get("wandb") or {}),
+    )
+
+
+# -- builders -------------------------------------------------------------------------------
+
+
+def wandb_run_id(spec: RunSpec) -> str:
+    """Stable per namespace and run name, so a relaunch resumes the same wandb run."""
+    digest = hashlib.sha256(f"{spec.namespace}/{spec.name}".encode()).hexdigest()[:8]
+    return f"{spec.name}-{digest}"
+
+
+def _env(spec: RunSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    wandb = spec.wandb
+    if wandb:
+        for key, var in (("project", "WANDB_PROJECT"), ("entity", "WANDB_ENTITY")):
+            if wandb.get(key):
+                env.append({"name": var, "value": str(wandb[key])})
+        env.append(
+            {"name": "WANDB_RUN_ID", "value": str(wandb.get("run_id") or wandb_run_id(spec))}
+        )
+        env.append({"name": "WANDB_RESUME", "value": str(wandb.get("resume") or "allow")})
+        env.append({"name": "WANDB_NAME", "value": spec.name})
+    for ref in spec.secret_env:
+        env.append(
+            {
+                "name": ref.env,
+                "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}},
+            }
+        )
+    env.append({"name": "NPROC_PER_NODE", "value": str(spec.gpus)})
+    if spec.nodes > 1:
+        env += [
+            {"name": "MASTER_ADDR", "value": f"{spec.name}-0.{spec.name}"},
+            {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
+            {"name": "NNODES", "value": str(spec.nodes)},
+            {
+                "name": "NODE_RANK",
+                "valueFrom": {
+                    "fieldRef": {
+                        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                    }
+                },
+            },
+        ]
+    return env
+
+
+def common_labels(spec: RunSpec) -> dict[str, str]:
+    labels = dict(spec.labels)
+    labels.update({LABEL_MANAGED: MANAGED_BY, LABEL_RUN: spec.name, LABEL_MODE: spec.mode})
+    if spec.queue:
+        labels[LABEL_QUEUE] = spec.queue
+    return labels
+
+
+def pod_spec(spec: RunSpec) -> dict[str, Any]:
+    memory = format_bytes(spec.memory_limit)
+    resources = {
+        "requests": {
+            "cpu": format_number(spec.cpu_request),
+            "memory": memory,
+            GPU_RESOURCE: str(spec.gpus),
+        },
+        "limits": {"memory": memory, GPU_RESOURCE: str(spec.gpus)},
+    }
+    mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": SHM_VOLUME,
+            "emptyDir": {"medium": "Memory", "sizeLimit": format_bytes(spec.shm_size)},
+        }
+    ]
+    for volume in spec.volumes:
+        mounts.append(
+            {"name": volume.name, "mountPath": volume.mount_path, "readOnly": volume.read_only}
+        )
+        volumes.append({"name": volume.name, "persistentVolumeClaim": {"claimName": volume.claim}})
+    container: dict[str, Any] = {
+        "name": "train",
+        "image": spec.image,
+        "env": _env(spec),
+        "resources": resources,
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.command:
+        container["command"] = spec.command
+    if spec.args:
+        container["args"] = spec.args
+    if spec.mode == "devpod":
+        container["workingDir"] = "/workspace"
+    body: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "tolerations": spec.tolerations,
+    }
+    if spec.selector:
+        body["nodeSelector"] = spec.selector
+    if spec.image_pull_secrets:
+        body["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
+    if spec.priority_class:
+        body["priorityClassName"] = spec.priority_class
+    if spec.nodes > 1:
+        body["subdomain"] = spec.name
+        body["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": {LABEL_RUN: spec.name}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+    return body
+
+
+def job(spec: RunSpec) -> dict[str, Any]:
+    labels = common_labels(spec)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.backoff_limit,
+        # A node drain or preemption is not the training's fault: don't count it as a failure.
+        "podFailurePolicy": {
+            "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+        },
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec(spec)},
+    }
+    if spec.nodes > 1:
+        job_spec.update(
+            {"completionMode": "Indexed", "completions": spec.nodes, "parallelism": spec.nodes}
+        )
+    if spec.active_deadline:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline
+    if spec.ttl_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": labels,
+            "annotations": dict(spec.annotations),
+        },
+        "spec": job_spec,
+    }
+
+
+def devpod(spec: RunSpec) -> dict[str, Any]:
+    body = pod_spec(spec)
+    body["activeDeadlineSeconds"] = spec.active_deadline
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": common_labels(spec),
+            "annotations": dict(spec.annotations),
+        },
+        "spec": body,
+    }
+
+
+def headless_service(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": common_labels(spec)},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {LABEL_RUN: spec.name},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT}],
+            "publishNotReadyAddresses": True,
+        },
+    }
+
+
+def claims(spec: RunSpec) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": v.claim,
+                "namespace": spec.namespace,
+                "labels": {LABEL_MANAGED: MANAGED_BY, LABEL_RUN: spec.name},
+            },
+            "spec": {
+                "storageClassName": v.storage_class,
+                "accessModes": [v.access_mode],
+                "resources": {"requests": {"storage": v.size}},
+            },
+        }
+        for v in spec.volumes
+        if v.create
+    ]
+
+
+def workload(spec: RunSpec) -> dict[str, Any]:
+    """The Job (or dev Pod), with the hash of everything rendered in an annotation."""
+    body = devpod(spec) if spec.mode == "devpod" else job(spec)
+    desired = {
+        "workload": body,
+        "service": headless_service(spec) if spec.nodes > 1 else None,
+        "claims": claims(spec),
+    }
+    digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()[:16]
+    body["metadata"]["annotations"][ANNOTATION_HASH] = digest
+    body["metadata"]["annotations"][ANNOTATION_GPUS] = str(spec.gpus * spec.nodes)
+    return body
+
+
+def spec_hash(obj: Mapping[str, Any] | None) -> str | None:
+    if not obj:
+        return None
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_HASH)
