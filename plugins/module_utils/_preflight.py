@@ -95,9 +95,8 @@ def cluster_view(client: K8sClient) -> ClusterView:
             None,
             False,
             [
-                "cannot list nodes (403 Forbidden for these credentials): the GPU fit check is "
-                "skipped; the namespace quota is still checked, and scheduling problems are "
-                "reported while waiting"
+                "cannot list nodes (403 Forbidden for these credentials), so GPUs per node are "
+                "not visible; only the namespace quota is"
             ],
         )
     used: dict[str, int] = {}

@@ -430,7 +430,10 @@ def job(spec: RunSpec) -> dict[str, Any]:
         "podFailurePolicy": {
             "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
         },
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec(spec)},
+        "template": {
+            "metadata": {"labels": labels, "annotations": dict(spec.annotations)},
+            "spec": pod_spec(spec),
+        },
     }
     if spec.nodes > 1:
         job_spec.update(

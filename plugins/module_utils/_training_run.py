@@ -303,6 +303,11 @@ class TrainingRunner:
         secrets: dict[str, dict[str, Any] | None] = {}
         view = cluster_view(self.client)
         self.warnings += view.warnings
+        if view.nodes is None:
+            self.warnings.append(
+                "the GPU fit check is skipped; the quota is still checked, and scheduling "
+                "problems are reported while waiting"
+            )
         for spec in planned:
             check_capability(spec, minimum, action, capabilities, self.warnings)
             check_references(self.client, spec, secrets)
