@@ -72,6 +72,8 @@ _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
 _DNS1123_LABEL_RE = re.compile(rf"^{_DNS1123_LABEL}$")
 
+USER_AGENT = "urm.training/0.1.0"
+
 # kind -> (apiVersion, plural, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("v1", "namespaces", False),
@@ -333,7 +335,8 @@ class K8sClient:
         return str(self.api_client.configuration.host)
 
     def _auth_headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        """Headers every request carries: the credential, and a User-Agent that audit logs show."""
+        headers: dict[str, str] = {"User-Agent": USER_AGENT}
         for setting in self.api_client.configuration.auth_settings().values():
             if setting.get("in") == "header" and setting.get("value"):
                 headers[setting["key"]] = setting["value"]

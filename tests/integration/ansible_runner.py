@@ -58,6 +58,9 @@ class CallbackModule(CallbackBase):
         data = getattr(result, "result", None)
         if data is None:
             data = result._result
+        if status == "failed":
+            # ansible-core 2.19+ keeps the failure flag outside the result dict.
+            data = {**data, "failed": True}
         self._records.append({
             "task": result.task.get_name(),
             "action": result.task.action,
