@@ -214,6 +214,11 @@ class RegistryClient:
         self.base_url = f"{scheme}://{registry}"
         self.timeout = timeout
         self.verify: bool | str = (ca_cert or True) if validate_certs else False
+        if not validate_certs:
+            # The user chose an unverified registry; one warning per request is noise.
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.session = session or requests.Session()
         self._challenges: list[Challenge] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}

@@ -369,6 +369,13 @@ def test_check_mode_makes_zero_writes(localcluster: Any, mode: str, secret_name:
     assert live is not None and decoded(live)["auths"][registry]["password"] == "stale"
     assert secret_name not in [r["name"] for r in get_sa(lc).get("imagePullSecrets") or []]
 
+    # Positive control: the same call without check mode shows up as writes in the window.
+    window = AuditWindow(lc)
+    run, res = call(lc, mode, secret_name, service_account="default")
+    assert run.rc == 0 and res["changed"] is True
+    verbs = sorted((e["verb"], e["objectRef"]["resource"]) for e in window.writes(secret_name))
+    assert ("patch", "secrets") in verbs and ("patch", "serviceaccounts") in verbs
+
 
 def test_require_push_denied_names_repository_and_granted_scope(
     localcluster: Any, secret_name: str
