@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -172,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     status_parser.add_argument("--json", action="store_true")
     sub.add_parser("env", help="print shell exports for the running world")
     sub.add_parser("build", help="only build the pinned binaries")
+    sub.add_parser("kubectl", help="run the pinned kubectl with the admin kubeconfig: kubectl ARGS...")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kubectl"]:
+        settings = Settings.load()
+        binary = str(build.binary_paths()["kubectl"])
+        os.execv(binary, [binary, "--kubeconfig", str(settings.admin_kubeconfig), *argv[1:]])
     args = parser.parse_args(argv)
     settings = Settings.load()
     if args.command == "up":

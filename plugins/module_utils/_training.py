@@ -225,8 +225,11 @@ def _image_ok(image: str) -> bool:
     return bool(image) and bool(_IMAGE_RE.match(image))
 
 
-def build_spec(params: Mapping[str, Any]) -> RunSpec:
-    """Validate one run's options; raise SpecError naming the field, the value and the fix."""
+def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
+    """Validate one run's options; raise SpecError naming the field, the value and the fix.
+
+    With ``launching=False`` (state absent) only what identifies the run is required.
+    """
     name = str(params.get("name") or "")
     if not is_dns1123_label(name):
         raise SpecError(
@@ -238,7 +241,7 @@ def build_spec(params: Mapping[str, Any]) -> RunSpec:
     if not is_dns1123_label(namespace):
         raise SpecError(f"namespace={namespace!r} is not a valid namespace name")
     image = str(params.get("image") or "").strip()
-    if not _image_ok(image):
+    if launching and not _image_ok(image):
         raise SpecError(
             f"image={image!r} is not a valid image reference: use a lower-case "
             "registry/repository:tag or registry/repository@sha256:<digest>"
@@ -268,7 +271,7 @@ def build_spec(params: Mapping[str, Any]) -> RunSpec:
     if mode == "devpod":
         active_deadline = active_deadline or DEVPOD_DEFAULT_DEADLINE
         command = command or ["sleep", str(active_deadline)]
-    if not command and not args:
+    if launching and not command and not args:
         raise SpecError("command or args is required: the training command to run")
     tolerations = params.get("tolerations")
     labels = _str_map(params.get("labels"), "labels")

@@ -537,6 +537,16 @@ def run_training(
     results = [result for _, _, result in plan]
     if check_mode:
         return results, runner.warnings
+    settled = [r for r in results if r.action == "unchanged"]
+    if settled:
+        by_run: dict[str, dict[str, dict[str, Any]]] = {}
+        for pod in client.list("Pod", namespace, label_selector=f"{LABEL_MANAGED}={MANAGED_BY}"):
+            meta = pod.get("metadata") or {}
+            by_run.setdefault((meta.get("labels") or {}).get(LABEL_RUN, ""), {})[meta.get("name", "")] = pod
+        for result in settled:
+            phase = result.phase
+            runner._fill(result, by_run.get(result.name, {}))
+            result.phase = phase or result.phase
     deadline = time.monotonic() + wait_timeout
     for spec, _, result in plan:
         if result.phase in ("Succeeded", "Failed") and result.action == "unchanged":

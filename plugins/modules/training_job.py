@@ -303,11 +303,8 @@ def main() -> None:
     )
     params = module.params
     try:
-        specs = [build_spec(run) for run in expand_runs(params)]
-        if params["state"] == "present":
-            missing = [s.name for s in specs if not s.image]
-            if missing:
-                raise SpecError(f"image is required to launch run(s) {', '.join(missing)}")
+        launching = params["state"] == "present"
+        specs = [build_spec(run, launching) for run in expand_runs(params)]
         client = K8sClient.from_params({k: params.get(k) for k in AUTH_ENV})
         results, warnings = run_training(
             client,
