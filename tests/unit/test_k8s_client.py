@@ -259,3 +259,16 @@ def test_bad_token_and_unreachable(no_ambient_config: Path) -> None:
         K8sError, match=r"Cannot reach the Kubernetes API server at http://127\.0\.0\.1:1"
     ):
         client.get("Secret", "s", "aic")
+
+
+def test_missing_kubernetes_library_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from ansible_collections.urm.training.plugins.module_utils import _k8s
+
+    monkeypatch.setitem(sys.modules, "kubernetes", None)
+    monkeypatch.setitem(sys.modules, "kubernetes.client", None)
+    with pytest.raises(K8sError) as err:
+        _k8s.import_kubernetes()
+    assert "The Python library 'kubernetes' (>= 31.0) is required" in str(err.value)
+    assert "pip install -r requirements.txt" in str(err.value)
