@@ -321,3 +321,72 @@ def test_role_rejects_kaniko_without_namespace(tmp_path: Path) -> None:
     }]  # fmt: skip
     run = run_playbook(play)
     assert run.rc != 0 and "image_build_namespace is required" in run.output
+
+
+def _materialise(lc: LocalCluster, pod: dict[str, Any], root: Path) -> list[str]:
+    """Write each volume of the pod spec as the kubelet would project it; return podman -v args."""
+    import base64
+
+    sources: dict[str, Path] = {}
+    for volume in pod["volumes"]:
+        target = root / volume["name"]
+        target.mkdir()
+        if "configMap" in volume:
+            name, kind = volume["configMap"]["name"], "configmap"
+        else:
+            name, kind = volume["secret"]["secretName"], "secret"
+        obj = json.loads(lc.kubectl("-n", "aic", "get", kind, name, "-o", "json").stdout)
+        spec = volume.get("configMap") or volume.get("secret") or {}
+        for item in spec["items"]:
+            key = item["key"]
+            if key in (obj.get("binaryData") or {}):
+                data = base64.b64decode(obj["binaryData"][key])
+            elif kind == "secret":
+                data = base64.b64decode(obj["data"][key])
+            else:
+                data = obj["data"][key].encode()
+            (target / item["path"]).write_bytes(data)
+        sources[volume["name"]] = target
+    container = pod["containers"][0]
+    return [f"-v={sources[m['name']]}:{m['mountPath']}:ro" for m in container["volumeMounts"]]
+
+
+def test_job_mounts_give_kaniko_what_its_args_name(
+    localcluster: LocalCluster, secrets: None, tmp_path: Path
+) -> None:
+    """The Job's volumes and env, materialised in podman around busybox instead of the executor
+    (which cannot be built here): the files the args point at are there and hold the context and
+    the credential."""
+    import subprocess
+
+    lc = localcluster
+    ctx = make_context(tmp_path / "ctx")
+    run = kaniko(lc, ctx)
+    assert NO_PUSH in run.adhoc["msg"]
+    job = json.loads(lc.kubectl("-n", "aic", "get", "job", run.adhoc["job"], "-o", "json").stdout)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in container["args"] if "=" in a}
+    context_file = args["--context"].removeprefix("tar://")
+    ca_file = args["--registry-certificate"].split("=", 1)[1]
+    env = [f"-e={e['name']}={e['value']}" for e in container["env"]]
+    script = (
+        f"tar -tzf {context_file} | sort | tr '\\n' ' '; echo; "
+        f'cat "$DOCKER_CONFIG/config.json"; echo; head -1 {ca_file}'
+    )
+    mounts_root = tmp_path / "volumes"
+    mounts_root.mkdir()
+    cmd = ["podman", "run", "--rm", "--network=none", *env, *_materialise(lc, pod, mounts_root),
+           f"{lc.registry_token}/library/busybox:latest", "sh", "-c", script]  # fmt: skip
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, check=False,
+        env=dict(os.environ, CONTAINERS_CONF=str(lc.containers_conf)),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    listing, config, ca_line = out.stdout.splitlines()[:3]
+    assert [p.rstrip("/") for p in listing.split()] == sorted(
+        e.path for e in scan(str(ctx)).entries
+    )
+    assert json.loads(config)["auths"][lc.registry_token]["username"] == "researcher"
+    assert ca_line == "-----BEGIN CERTIFICATE-----"
+    assert args["--dockerfile"] == "Dockerfile"
