@@ -204,3 +204,129 @@ def test_no_credential_in_objects(ctx: Path) -> None:
     req = parse_request(params(ctx))
     text = json.dumps([build_job(req), build_configmap(req, b"ctx")])
     assert "password" not in text and "auth" not in text.replace("automount", "")
+
+
+# -- the wait-and-verify step, with the watch and the registry faked --------------------------
+
+
+class FakeK8s:
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = pods
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return {"metadata": {"name": name}, "status": {}}
+
+    def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        return self.pods if kind == "Pod" else []
+
+
+class FakeRegistry:
+    def __init__(self, digest: str | None) -> None:
+        self.digest = digest
+
+    def manifest_head(self, repository: str, reference: str) -> Any:
+        from ansible_collections.urm.training.plugins.module_utils._registry import ManifestInfo
+
+        return ManifestInfo(self.digest is not None, self.digest)
+
+
+def pod(
+    phase: str, message: str = "", exit_code: int = 0, reason: str = "Completed"
+) -> dict[str, Any]:
+    term = {"exitCode": exit_code, "reason": reason, "message": message}
+    return {
+        "metadata": {"name": "kaniko-abc-x"},
+        "status": {
+            "phase": phase,
+            "containerStatuses": [{"name": "kaniko", "state": {"terminated": term}}],
+        },
+    }
+
+
+@pytest.fixture
+def fake_watch(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from ansible_collections.urm.training.plugins.module_utils import _kaniko
+
+    state: dict[str, Any] = {"pod": None, "log": "step 1\nerror: boom"}
+
+    def watch_until(client: Any, kind: str, namespace: str, predicate: Any, **kw: Any) -> Any:
+        if kind == "Pod":
+            if state["pod"] is None:
+                raise _kaniko.WaitTimeout("timed out")
+            return predicate(state["pod"])
+        return "Complete"
+
+    monkeypatch.setattr(_kaniko, "watch_until", watch_until)
+    monkeypatch.setattr(_kaniko, "pod_logs", lambda *a, **k: state["log"])
+    return state
+
+
+DIGEST = "sha256:" + "b" * 64
+
+
+def test_digest_from_the_termination_message(ctx: Path, fake_watch: dict[str, Any]) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._kaniko import wait_for_build
+
+    req = parse_request(params(ctx))
+    fake_watch["pod"] = pod("Succeeded", DIGEST + "\n")
+    result = wait_for_build(FakeK8s([]), FakeRegistry(None), req, 10, 0.0)  # type: ignore[arg-type]
+    assert result["digest"] == DIGEST and result["digest_source"] == "termination-message"
+    assert result["image_ref"] == f"registry.ice.ri.se/aic-misc/urm-training@{DIGEST}"
+
+
+def test_digest_falls_back_to_the_registry(ctx: Path, fake_watch: dict[str, Any]) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._kaniko import wait_for_build
+
+    req = parse_request(params(ctx))
+    fake_watch["pod"] = pod("Succeeded")
+    result = wait_for_build(FakeK8s([]), FakeRegistry(DIGEST), req, 10, 0.0)  # type: ignore[arg-type]
+    assert result["digest"] == DIGEST and result["digest_source"] == "registry"
+
+
+@pytest.mark.parametrize("message", ["", "not a digest"])
+def test_success_without_digest_or_manifest_fails(
+    ctx: Path, fake_watch: dict[str, Any], message: str
+) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._kaniko import (
+        BuildError,
+        wait_for_build,
+    )
+
+    req = parse_request(params(ctx))
+    fake_watch["pod"] = pod("Succeeded", message)
+    with pytest.raises(BuildError, match="the Kaniko Job completed but pushed no image"):
+        wait_for_build(FakeK8s([]), FakeRegistry(None), req, 10, 0.0)  # type: ignore[arg-type]
+
+
+def test_failure_gives_reason_and_log_tail(ctx: Path, fake_watch: dict[str, Any]) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._kaniko import (
+        BuildError,
+        wait_for_build,
+    )
+
+    req = parse_request(params(ctx))
+    fake_watch["pod"] = pod("Failed", "", exit_code=1, reason="Error")
+    with pytest.raises(BuildError) as info:
+        wait_for_build(FakeK8s([]), FakeRegistry(None), req, 10, 0.0)  # type: ignore[arg-type]
+    assert "exited with code 1" in info.value.message
+    assert info.value.message.endswith("step 1\nerror: boom")
+
+
+def test_timeout_names_the_pod_problem(ctx: Path, fake_watch: dict[str, Any]) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._kaniko import (
+        BuildError,
+        wait_for_build,
+    )
+
+    req = parse_request(params(ctx))
+    pending = {
+        "metadata": {"name": "kaniko-abc-x"},
+        "status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/4 nodes are available: 4 Insufficient memory.",
+        }]},
+    }  # fmt: skip
+    with pytest.raises(BuildError) as info:
+        wait_for_build(FakeK8s([pending]), FakeRegistry(None), req, 10, 0.0)  # type: ignore[arg-type]
+    assert "timed out after 10s" in info.value.message
+    assert "Insufficient memory" in info.value.message and "rerun attaches" in info.value.message
