@@ -45,7 +45,7 @@ def list_runs(
     tail_lines: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per run: phase, nodes, GPUs, age and the reason it failed or waits."""
-    selector = f"{LABEL_MANAGED}={MANAGED_BY}"
+    selector = f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_RUN}"
     if name:
         selector += f",{LABEL_RUN}={name}"
     if label_selector:

@@ -540,7 +540,7 @@ def run_training(
     settled = [r for r in results if r.action == "unchanged"]
     if settled:
         by_run: dict[str, dict[str, dict[str, Any]]] = {}
-        for pod in client.list("Pod", namespace, label_selector=f"{LABEL_MANAGED}={MANAGED_BY}"):
+        for pod in client.list("Pod", namespace, label_selector=f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_RUN}"):
             meta = pod.get("metadata") or {}
             by_run.setdefault((meta.get("labels") or {}).get(LABEL_RUN, ""), {})[meta.get("name", "")] = pod
         for result in settled:
