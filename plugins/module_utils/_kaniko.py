@@ -539,7 +539,7 @@ def wait_for_build(
         )
     # The Job controller marks the Job Complete a moment after its pod; report what it says.
     try:
-        state = watch_until(k8s, "Job", req.namespace, job_state, name=req.name, timeout=30)
+        state = watch_until(k8s, "Job", req.namespace, job_state, name=req.name, timeout=10)
     except WaitTimeout:
         state = None
     message = termination_message(pod).strip()

@@ -390,3 +390,21 @@ def test_job_mounts_give_kaniko_what_its_args_name(
     assert json.loads(config)["auths"][lc.registry_token]["username"] == "researcher"
     assert ca_line == "-----BEGIN CERTIFICATE-----"
     assert args["--dockerfile"] == "Dockerfile"
+
+
+def test_ttl_removes_the_job_and_its_configmap(
+    localcluster: LocalCluster, secrets: None, tmp_path: Path
+) -> None:
+    lc = localcluster
+    ctx = make_context(tmp_path / "ctx")
+    run = kaniko(lc, ctx, ttl=0)
+    assert NO_PUSH in run.adhoc["msg"]
+    job = run.adhoc["job"]
+    deadline = time.monotonic() + 60
+    left = ["job", "configmap"]
+    while left and time.monotonic() < deadline:
+        left = [
+            k for k in left if lc.kubectl("-n", "aic", "get", k, job, check=False).returncode == 0
+        ]
+        time.sleep(1)
+    assert not left, f"{left} {job} still there a minute after the Job finished with ttl=0"
