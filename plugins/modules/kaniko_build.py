@@ -208,16 +208,14 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ build.image_ref }}"
 
-- name: Build on a CPU node with a private CA, without waiting
+- name: Start a build on a dedicated node with more memory, without waiting
   urm.training.kaniko_build:
     repository: harbor.internal:5000/aic-misc/urm-training
     context_dir: ./image
     namespace: aic
     registry_ca_cert: /etc/ssl/internal-ca.pem
-    node_selector:
-      node-role.kubernetes.io/build: "true"
-    resources:
-      memory: 48Gi
+    node_selector: {node-role.kubernetes.io/build: "true"}
+    resources: {memory: 48Gi}
     wait: false
 """
 
