@@ -48,7 +48,8 @@ options:
     type: str
   extra_tags:
     description:
-      - More tags pushed with the same build, for example V(latest).
+      - More tags pushed with the same build, for example V(latest). They are only pushed with a
+        build (when the first tag exists already, nothing is built or re-tagged).
     type: list
     elements: str
     default: []

@@ -330,3 +330,20 @@ def test_timeout_names_the_pod_problem(ctx: Path, fake_watch: dict[str, Any]) ->
         wait_for_build(FakeK8s([pending]), FakeRegistry(None), req, 10, 0.0)  # type: ignore[arg-type]
     assert "timed out after 10s" in info.value.message
     assert "Insufficient memory" in info.value.message and "rerun attaches" in info.value.message
+
+
+@pytest.mark.parametrize("module", ["kaniko_build", "docker_build"])
+def test_ansible_doc_renders(module: str) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-doc"), "--json", f"urm.training.{module}"],
+        cwd=repo, capture_output=True, text=True, check=False, timeout=120,
+        env={"ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    doc = json.loads(out.stdout)[f"urm.training.{module}"]["doc"]
+    assert doc["attributes"]["check_mode"]["support"] == "full"
+    assert "context_dir" in doc["options"] and "repository" in doc["options"]
