@@ -34,6 +34,7 @@ from ansible_collections.urm.training.plugins.module_utils._dockerconfig import 
 )
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
     AUTH_ARG_SPEC,
+    K8sApiError,
     K8sClient,
     K8sError,
     dns1123_label_error,
@@ -637,29 +638,7 @@ def _run(
     live = k8s.get("Job", req.name, req.namespace)
     timeout = float(params.get("timeout") or 3600)
     if live is not None and job_state(live) is None:
-        if _destinations_of(live) != ",".join(req.destinations):
-            raise BuildError(
-                f"Job {req.namespace}/{req.name} is already building the same context for "
-                f"{_destinations_of(live)}, not {','.join(req.destinations)}: wait for it to "
-                "finish, or delete it"
-            )
-        if check_mode or not params.get("wait", True):
-            return Outcome(
-                not check_mode,
-                _result(
-                    req,
-                    action="would_attach" if check_mode else "running",
-                    context_size=size,
-                    msg=f"Job {req.namespace}/{req.name} is already building {req.destinations[0]}",
-                ),
-            )
-        result = wait_for_build(k8s, registry, req, timeout, started)
-        result.update(
-            action="attached",
-            context_size=size,
-            msg=f"attached to Job {req.namespace}/{req.name}: built {result['image_ref']}",
-        )
-        return Outcome(True, result)
+        return _attach(k8s, registry, req, live, params, check_mode, size, started)
 
     if check_mode:
         again = " (replacing the finished Job)" if live is not None else ""
@@ -675,11 +654,10 @@ def _run(
     if live is not None:
         # A finished Job of this hash that left no image behind: start afresh.
         k8s.delete("Job", req.name, req.namespace, propagation="Background")
-    if k8s.get("ConfigMap", req.name, req.namespace) is not None:
-        k8s.delete("ConfigMap", req.name, req.namespace)
-    k8s.create("ConfigMap", build_configmap(req, archive), req.namespace)
-    job = k8s.create("Job", build_job(req), req.namespace)
-    k8s.patch("ConfigMap", req.name, owner_patch(job), req.namespace)
+    job = _create(k8s, req, archive)
+    if job is None:  # a concurrent run created the Job first
+        live = k8s.get("Job", req.name, req.namespace) or {}
+        return _attach(k8s, registry, req, live, params, check_mode, size, started)
     if not params.get("wait", True):
         return Outcome(
             True,
@@ -699,6 +677,74 @@ def _run(
         action="built",
         context_size=size,
         msg=f"built {result['image_ref']} with Job {req.namespace}/{req.name}",
+    )
+    return Outcome(True, result)
+
+
+def _create(k8s: K8sClient, req: KanikoRequest, archive: bytes) -> dict[str, Any] | None:
+    """Create the ConfigMap, then the Job; None when a concurrent run's Job exists already.
+
+    The ConfigMap is complete before the Job exists, so the pod never sees a partial context.
+    """
+    body = build_configmap(req, archive)
+    live_cm = k8s.get("ConfigMap", req.name, req.namespace)
+    if live_cm is not None and (live_cm.get("metadata") or {}).get("ownerReferences"):
+        # Left by an earlier Job of this hash (the garbage collector may not have run yet).
+        k8s.delete("ConfigMap", req.name, req.namespace)
+        live_cm = None
+    if live_cm is None:
+        try:
+            k8s.create("ConfigMap", body, req.namespace)
+        except K8sApiError as exc:
+            if exc.status != 409:
+                raise
+            live_cm = {}
+    if live_cm is not None:
+        # Another run of the same hash wrote it a moment ago; make sure it holds our bytes.
+        content = {"binaryData": body["binaryData"], "data": body.get("data")}
+        k8s.patch("ConfigMap", req.name, content, req.namespace)
+    try:
+        job = k8s.create("Job", build_job(req), req.namespace)
+    except K8sApiError as exc:
+        if exc.status == 409:
+            return None
+        raise
+    k8s.patch("ConfigMap", req.name, owner_patch(job), req.namespace)
+    return job
+
+
+def _attach(
+    k8s: K8sClient,
+    registry: RegistryClient,
+    req: KanikoRequest,
+    live: Mapping[str, Any],
+    params: Mapping[str, Any],
+    check_mode: bool,
+    size: int,
+    started: float,
+) -> Outcome:
+    """Follow the Job that is already building this hash, instead of starting a second one."""
+    if _destinations_of(live) != ",".join(req.destinations):
+        raise BuildError(
+            f"Job {req.namespace}/{req.name} is already building the same context for "
+            f"{_destinations_of(live)}, not {','.join(req.destinations)}: wait for it to "
+            "finish, or delete it"
+        )
+    if check_mode or not params.get("wait", True):
+        return Outcome(
+            False,
+            _result(
+                req,
+                action="would_attach" if check_mode else "running",
+                context_size=size,
+                msg=f"Job {req.namespace}/{req.name} is already building {req.destinations[0]}",
+            ),
+        )
+    result = wait_for_build(k8s, registry, req, float(params.get("timeout") or 3600), started)
+    result.update(
+        action="attached",
+        context_size=size,
+        msg=f"attached to Job {req.namespace}/{req.name}: built {result['image_ref']}",
     )
     return Outcome(True, result)
 

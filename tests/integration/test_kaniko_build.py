@@ -408,3 +408,27 @@ def test_ttl_removes_the_job_and_its_configmap(
         ]
         time.sleep(1)
     assert not left, f"{left} {job} still there a minute after the Job finished with ttl=0"
+
+
+def test_concurrent_runs_start_one_job(
+    localcluster: LocalCluster, secrets: None, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lc = localcluster
+    ctx = make_context(tmp_path / "ctx")
+    slow = {"pod-complete.stage.kwok.x-k8s.io/delay": "20s"}
+    since = lc.audit_line_count()
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: kaniko(lc, ctx, wait=False, pod_annotations=slow), range(3)))
+    for run in runs:
+        assert run.rc == 0, run.output[-3000:]
+    actions = sorted(run.adhoc["action"] for run in runs)
+    assert actions.count("started") == 1 and actions.count("running") == 2, actions
+    time.sleep(1)
+    created = [
+        e for e in writes(lc, since)
+        if e["verb"] == "create" and e["objectRef"].get("resource") == "jobs"
+        and e.get("responseStatus", {}).get("code") == 201
+    ]  # fmt: skip
+    assert len(created) == 1

@@ -347,3 +347,60 @@ def test_ansible_doc_renders(module: str) -> None:
     doc = json.loads(out.stdout)[f"urm.training.{module}"]["doc"]
     assert doc["attributes"]["check_mode"]["support"] == "full"
     assert "context_dir" in doc["options"] and "repository" in doc["options"]
+
+
+class RecordingK8s:
+    """Answers like the API server would when another run got there first."""
+
+    def __init__(self, cm: dict[str, Any] | None, conflict: set[str]) -> None:
+        self.cm, self.conflict, self.calls = cm, conflict, []  # type: ignore[var-annotated]
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.cm if kind == "ConfigMap" else None
+
+    def create(self, kind: str, body: dict[str, Any], namespace: str | None = None) -> Any:
+        from ansible_collections.urm.training.plugins.module_utils._k8s import K8sApiError
+
+        self.calls.append(("create", kind))
+        if kind in self.conflict:
+            raise K8sApiError("Conflict (409)", 409)
+        return {"metadata": {"name": body["metadata"]["name"], "uid": "u-1"}}
+
+    def patch(self, kind: str, name: str, patch: Any, namespace: str | None = None) -> Any:
+        self.calls.append(("patch", kind))
+        return {}
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, **_: Any) -> bool:
+        self.calls.append(("delete", kind))
+        return True
+
+
+@pytest.mark.parametrize(
+    ("cm", "conflict", "expected_calls", "created"),
+    [
+        (None, set(), [("create", "ConfigMap"), ("create", "Job"), ("patch", "ConfigMap")], True),
+        # a concurrent run created both first: write our bytes, then attach to its Job
+        (None, {"ConfigMap", "Job"},
+         [("create", "ConfigMap"), ("patch", "ConfigMap"), ("create", "Job")], False),
+        # an in-flight run's ConfigMap without owner: reuse it
+        ({"metadata": {}}, set(),
+         [("patch", "ConfigMap"), ("create", "Job"), ("patch", "ConfigMap")], True),
+        # a ConfigMap owned by an earlier (finished, deleted) Job: replace it
+        ({"metadata": {"ownerReferences": [{"uid": "old"}]}}, set(),
+         [("delete", "ConfigMap"), ("create", "ConfigMap"), ("create", "Job"),
+          ("patch", "ConfigMap")], True),
+    ],
+)  # fmt: skip
+def test_create_never_starts_a_second_job(
+    ctx: Path,
+    cm: dict[str, Any] | None,
+    conflict: set[str],
+    expected_calls: list[tuple[str, str]],
+    created: bool,
+) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._kaniko import _create
+
+    client = RecordingK8s(cm, conflict)
+    job = _create(client, parse_request(params(ctx)), b"tar")  # type: ignore[arg-type]
+    assert (job is not None) is created
+    assert client.calls == expected_calls
