@@ -17,10 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 LOCALCLUSTER = REPO / "localcluster" / "localcluster"
 
 
-def localcluster_cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
-                     timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LOCALCLUSTER), *args], capture_output=True, text=True, env=env,
-                          check=check, timeout=timeout)
+def localcluster_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LOCALCLUSTER), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=check,
+        timeout=timeout,
+    )
 
 
 @dataclass
@@ -55,7 +62,9 @@ class LocalCluster:
             exports=exports,
             admin_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_ADMIN"]),
             researcher_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER"]),
-            researcher_nodes_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER_NODES"]),
+            researcher_nodes_kubeconfig=Path(
+                exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER_NODES"]
+            ),
             namespace=exports["URM_LOCALCLUSTER_NAMESPACE"],
             registry_token=exports["URM_LOCALCLUSTER_REGISTRY"],
             registry_basic=exports["URM_LOCALCLUSTER_REGISTRY_BASIC"],
@@ -78,11 +87,25 @@ class LocalCluster:
             lines = handle.readlines()[since_line:]
         return [json.loads(line) for line in lines if line.strip()]
 
-    def kubectl(self, *args: str, kubeconfig: Path | None = None, check: bool = True,
-                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.kubectl_path), "--kubeconfig", str(kubeconfig or self.admin_kubeconfig), *args],
-            input=stdin, capture_output=True, text=True, check=check, timeout=120,
+            [
+                str(self.kubectl_path),
+                "--kubeconfig",
+                str(kubeconfig or self.admin_kubeconfig),
+                *args,
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GO_DIR = Path(__file__).resolve().parent.parent / "go"
-CACHE_ROOT = Path(os.environ.get("URM_LOCALCLUSTER_CACHE", Path.home() / ".cache" / "urm-localcluster"))
+CACHE_ROOT = Path(
+    os.environ.get("URM_LOCALCLUSTER_CACHE", Path.home() / ".cache" / "urm-localcluster")
+)
 BUILD_TAGS = "selinux,notest,grpcnotrace"
 
 
@@ -64,12 +66,22 @@ MODULES: tuple[GoModule, ...] = (
         "kubernetes",
         {
             name: f"k8s.io/kubernetes/cmd/{name}"
-            for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
+            for name in (
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubectl",
+                "kubelet",
+            )
         },
         _version_ldflags(KUBERNETES_VERSION),
     ),
     GoModule("etcd", {"etcd": "go.etcd.io/etcd/server/v3"}, "-s -w"),
-    GoModule("kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok", "kwokctl": "sigs.k8s.io/kwok/cmd/kwokctl"}, "-s -w"),
+    GoModule(
+        "kwok",
+        {"kwok": "sigs.k8s.io/kwok/cmd/kwok", "kwokctl": "sigs.k8s.io/kwok/cmd/kwokctl"},
+        "-s -w",
+    ),
 )
 
 
@@ -85,7 +97,10 @@ def missing_binaries() -> list[str]:
 def build(log=sys.stderr) -> dict[str, Path]:
     """Build every binary whose pin changed; a warm cache costs nothing."""
     if shutil.which("go") is None:
-        raise SystemExit("localcluster: Go is not on PATH; install Go >= 1.26 (the pins in localcluster/go need it)")
+        raise SystemExit(
+            "localcluster: Go is not on PATH; install Go >= 1.26 "
+            "(the pins in localcluster/go need it)"
+        )
     for module in MODULES:
         bindir = module.bindir()
         todo = [name for name in module.packages if not os.access(bindir / name, os.X_OK)]
@@ -95,10 +110,24 @@ def build(log=sys.stderr) -> dict[str, Path]:
         staging.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
         for name in todo:
-            print(f"localcluster: building {name} ({module.dirname} pins, cache {bindir})", file=log, flush=True)
+            print(
+                f"localcluster: building {name} ({module.dirname} pins, cache {bindir})",
+                file=log,
+                flush=True,
+            )
             cmd = [
-                "go", "build", "-p", "2", "-trimpath", "-tags", BUILD_TAGS,
-                "-ldflags", module.ldflags, "-o", str(staging / name), module.packages[name],
+                "go",
+                "build",
+                "-p",
+                "2",
+                "-trimpath",
+                "-tags",
+                BUILD_TAGS,
+                "-ldflags",
+                module.ldflags,
+                "-o",
+                str(staging / name),
+                module.packages[name],
             ]
             subprocess.run(cmd, cwd=module.moddir, env=env, check=True)
         bindir.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,15 @@ def _say(message: str) -> None:
 def check_prerequisites() -> None:
     missing = {cmd: pkg for cmd, pkg in PREREQUISITES.items() if shutil.which(cmd) is None}
     if shutil.which("go") is None:
-        raise SystemExit("localcluster: Go is not on PATH; install Go >= 1.26 (localcluster/go pins need it)")
+        raise SystemExit(
+            "localcluster: Go is not on PATH; install Go >= 1.26 (localcluster/go pins need it)"
+        )
     if missing:
         names = ", ".join(f"{cmd} (Debian package {pkg})" for cmd, pkg in missing.items())
-        raise SystemExit(f"localcluster: missing commands: {names}; run: apt-get install -y {' '.join(sorted(set(missing.values())))}")
+        raise SystemExit(
+            f"localcluster: missing commands: {names}; run: apt-get install -y "
+            + " ".join(sorted(set(missing.values())))
+        )
 
 
 def health(settings: Settings) -> dict[str, bool]:
@@ -62,7 +67,9 @@ def up(settings: Settings) -> int:
             _say(f"already up and healthy; nothing to do ({time.monotonic() - started:.1f}s)")
             return 0
         broken = ", ".join(name for name, ok in status.items() if not ok)
-        _say(f"found a stale cluster in {settings.state_dir} ({broken} not healthy); cleaning it up")
+        _say(
+            f"found a stale cluster in {settings.state_dir} ({broken} not healthy); cleaning it up"
+        )
         down(settings)
     elif settings.state_dir.exists():
         _say(f"found leftover state from an unfinished run in {settings.state_dir}; cleaning it up")
@@ -77,14 +84,18 @@ def up(settings: Settings) -> int:
     taken = [f"{port} ({name})" for name, port in ports.items() if not port_is_free(port)]
     if taken:
         raise SystemExit(
-            f"localcluster: already in use on 127.0.0.1: port {', port '.join(taken)}; stop whatever holds it "
-            "or choose another with URM_LOCALCLUSTER_<APISERVER|REGISTRY_TOKEN|REGISTRY_BASIC|TOKEN_SERVER>_PORT")
+            f"localcluster: already in use on 127.0.0.1: port {', port '.join(taken)}; stop "
+            "whatever holds it or choose another with "
+            "URM_LOCALCLUSTER_<APISERVER|REGISTRY_TOKEN|REGISTRY_BASIC|TOKEN_SERVER>_PORT"
+        )
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         ensure_pki(settings.pki_dir)
         registry.ensure_credentials(settings)
-        _say("starting the control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
+        _say(
+            "starting the control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
+        )
         kube.create(settings)
         kube.populate(settings)
         _say("starting the registries and the token server")
@@ -105,15 +116,21 @@ def up(settings: Settings) -> int:
             raise
         raise SystemExit(f"localcluster: up failed: {error}") from error
     settings.ready_marker.write_text(f"{time.time()}\n")
-    _say(f"up in {time.monotonic() - started:.1f}s; run `localcluster/localcluster env` for the exports")
+    _say(
+        f"up in {time.monotonic() - started:.1f}s; "
+        "run `localcluster/localcluster env` for the exports"
+    )
     return 0
 
 
 def down(settings: Settings) -> int:
     started = time.monotonic()
     _stop_everything(settings)
-    leftovers = [f"{name} (pid {pid})" for name, pid in kube.component_pids(settings).items()
-                 if pid is not None and pid_alive(pid)]
+    leftovers = [
+        f"{name} (pid {pid})"
+        for name, pid in kube.component_pids(settings).items()
+        if pid is not None and pid_alive(pid)
+    ]
     if leftovers:
         raise SystemExit(f"localcluster: these components did not stop: {', '.join(leftovers)}")
     shutil.rmtree(settings.state_dir, ignore_errors=True)
@@ -173,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     status_parser.add_argument("--json", action="store_true")
     sub.add_parser("env", help="print shell exports for the running world")
     sub.add_parser("build", help="only build the pinned binaries")
-    sub.add_parser("kubectl", help="run the pinned kubectl with the admin kubeconfig: kubectl ARGS...")
+    sub.add_parser(
+        "kubectl", help="run the pinned kubectl with the admin kubeconfig: kubectl ARGS..."
+    )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["kubectl"]:
         settings = Settings.load()

@@ -39,20 +39,37 @@ STAGE_FILES = (
 
 def tool_env(settings: Settings) -> dict[str, str]:
     bins = build.binary_paths()
-    path = os.pathsep.join([str(bins["kubectl"].parent), str(bins["kwokctl"].parent), os.environ.get("PATH", "")])
+    path = os.pathsep.join(
+        [str(bins["kubectl"].parent), str(bins["kwokctl"].parent), os.environ.get("PATH", "")]
+    )
     return dict(os.environ, PATH=path, KWOK_WORKDIR=str(settings.kwok_workdir))
 
 
-def kubectl(settings: Settings, *args: str, kubeconfig: Path | None = None, stdin: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = [str(build.binary_paths()["kubectl"]), "--kubeconfig", str(kubeconfig or settings.admin_kubeconfig), *args]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=check, env=tool_env(settings))
+def kubectl(
+    settings: Settings,
+    *args: str,
+    kubeconfig: Path | None = None,
+    stdin: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        str(build.binary_paths()["kubectl"]),
+        "--kubeconfig",
+        str(kubeconfig or settings.admin_kubeconfig),
+        *args,
+    ]
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, check=check, env=tool_env(settings)
+    )
 
 
 def _kwok_module_dir() -> Path:
     out = subprocess.run(
         ["go", "list", "-m", "-json", "sigs.k8s.io/kwok"],
-        cwd=build.GO_DIR / "kwok", capture_output=True, text=True, check=True,
+        cwd=build.GO_DIR / "kwok",
+        capture_output=True,
+        text=True,
+        check=True,
         env=dict(os.environ, GOFLAGS="-mod=mod"),
     ).stdout
     return Path(json.loads(out)["Dir"])
@@ -83,24 +100,47 @@ def create(settings: Settings) -> None:
     stages = settings.state_dir / "kwok-stages.yaml"
     stages.write_text(_stage_config())
     argv = [
-        str(bins["kwokctl"]), "create", "cluster", "--name", CLUSTER_NAME, "--runtime", "binary",
-        "--kube-apiserver-binary", str(bins["kube-apiserver"]),
-        "--kube-controller-manager-binary", str(bins["kube-controller-manager"]),
-        "--kube-scheduler-binary", str(bins["kube-scheduler"]),
-        "--kwok-controller-binary", str(bins["kwok"]),
-        "--etcd-binary", str(bins["etcd"]),
-        "--kube-apiserver-port", str(settings.apiserver_port),
-        "--secure-port=true", "--kube-authorization=true",
-        "--kube-audit-policy", str(policy),
-        "--kubeconfig", str(settings.admin_kubeconfig),
-        "--extra-args", "kube-apiserver=advertise-address=127.0.0.1",
-        "--config", str(stages),
-        "--wait", "90s",
+        str(bins["kwokctl"]),
+        "create",
+        "cluster",
+        "--name",
+        CLUSTER_NAME,
+        "--runtime",
+        "binary",
+        "--kube-apiserver-binary",
+        str(bins["kube-apiserver"]),
+        "--kube-controller-manager-binary",
+        str(bins["kube-controller-manager"]),
+        "--kube-scheduler-binary",
+        str(bins["kube-scheduler"]),
+        "--kwok-controller-binary",
+        str(bins["kwok"]),
+        "--etcd-binary",
+        str(bins["etcd"]),
+        "--kube-apiserver-port",
+        str(settings.apiserver_port),
+        "--secure-port=true",
+        "--kube-authorization=true",
+        "--kube-audit-policy",
+        str(policy),
+        "--kubeconfig",
+        str(settings.admin_kubeconfig),
+        "--extra-args",
+        "kube-apiserver=advertise-address=127.0.0.1",
+        "--config",
+        str(stages),
+        "--wait",
+        "90s",
     ]
     result = subprocess.run(argv, capture_output=True, text=True, env=tool_env(settings))
     if result.returncode != 0:
-        raise ComponentFailed(_failure_report(
-            settings, f"kwokctl create cluster failed (exit {result.returncode}):\n{result.stderr[-3000:]}"))
+        raise ComponentFailed(
+            _failure_report(
+                settings,
+                f"kwokctl create cluster failed (exit {result.returncode}):\n"
+                + result.stderr[-3000:],
+            )
+        )
     os.chmod(settings.admin_kubeconfig, 0o600)
 
 
@@ -108,13 +148,26 @@ def delete(settings: Settings) -> None:
     if not settings.kwok_cluster_dir.exists():
         return
     bins = build.binary_paths()
-    subprocess.run([str(bins["kwokctl"]), "delete", "cluster", "--name", CLUSTER_NAME],
-                   capture_output=True, text=True, env=tool_env(settings), timeout=120)
+    subprocess.run(
+        [str(bins["kwokctl"]), "delete", "cluster", "--name", CLUSTER_NAME],
+        capture_output=True,
+        text=True,
+        env=tool_env(settings),
+        timeout=120,
+    )
 
 
 def apply(settings: Settings, objects: list[dict[str, Any]]) -> None:
     document = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    kubectl(settings, "apply", "--server-side", "--field-manager=localcluster", "-f", "-", stdin=document)
+    kubectl(
+        settings,
+        "apply",
+        "--server-side",
+        "--field-manager=localcluster",
+        "-f",
+        "-",
+        stdin=document,
+    )
 
 
 def _wait(what: str, predicate: Any, timeout: float = 60.0) -> Any:
@@ -132,13 +185,21 @@ def _nodes_ready(settings: Settings) -> bool:
     if out.returncode != 0:
         return False
     items = json.loads(out.stdout)["items"]
-    ready = [n for n in items if any(c["type"] == "Ready" and c["status"] == "True"
-                                      for c in n.get("status", {}).get("conditions", []))]
+    ready = [
+        n
+        for n in items
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in n.get("status", {}).get("conditions", [])
+        )
+    ]
     return len(ready) == len(world.NODES)
 
 
 def _token(settings: Settings, account: str) -> str | None:
-    out = kubectl(settings, "-n", NAMESPACE, "get", "secret", f"{account}-token", "-o", "json", check=False)
+    out = kubectl(
+        settings, "-n", NAMESPACE, "get", "secret", f"{account}-token", "-o", "json", check=False
+    )
     if out.returncode != 0:
         return None
     token = json.loads(out.stdout).get("data", {}).get("token")
@@ -150,12 +211,22 @@ def _write_kubeconfig(settings: Settings, path: Path, account: str, token: str) 
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "localcluster", "cluster": {
-            "server": f"https://127.0.0.1:{settings.apiserver_port}",
-            "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode()}}],
+        "clusters": [
+            {
+                "name": "localcluster",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{settings.apiserver_port}",
+                    "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+                },
+            }
+        ],
         "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": f"localcluster-{account}",
-                      "context": {"cluster": "localcluster", "user": account, "namespace": NAMESPACE}}],
+        "contexts": [
+            {
+                "name": f"localcluster-{account}",
+                "context": {"cluster": "localcluster", "user": account, "namespace": NAMESPACE},
+            }
+        ],
         "current-context": f"localcluster-{account}",
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -167,11 +238,20 @@ def populate(settings: Settings) -> None:
     """Nodes, storage and the `aic` namespace, then kubeconfigs for the namespace-only users."""
     apply(settings, world.all_nodes() + world.storage() + world.namespace())
     _wait("the simulated nodes to be Ready", lambda: _nodes_ready(settings))
-    _wait(f"the default ServiceAccount in {NAMESPACE}",
-          lambda: kubectl(settings, "-n", NAMESPACE, "get", "sa", "default", check=False).returncode == 0)
-    for account, path in ((world.RESEARCHER, settings.researcher_kubeconfig),
-                          (world.RESEARCHER_WITH_NODES, researcher_nodes_kubeconfig(settings))):
-        token = _wait(f"the token of ServiceAccount {account}", lambda account=account: _token(settings, account))
+    _wait(
+        f"the default ServiceAccount in {NAMESPACE}",
+        lambda: (
+            kubectl(settings, "-n", NAMESPACE, "get", "sa", "default", check=False).returncode == 0
+        ),
+    )
+    for account, path in (
+        (world.RESEARCHER, settings.researcher_kubeconfig),
+        (world.RESEARCHER_WITH_NODES, researcher_nodes_kubeconfig(settings)),
+    ):
+        token = _wait(
+            f"the token of ServiceAccount {account}",
+            lambda account=account: _token(settings, account),
+        )
         _write_kubeconfig(settings, path, account, token)
 
 

@@ -74,11 +74,13 @@ class Process:
         pid = self.pid()
         return pid is not None and pid_alive(pid)
 
-    def start(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    def start(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - argv is built by localcluster itself
+            proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -95,15 +97,15 @@ class Process:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ComponentFailed(
-                    f"localcluster: {self.name} exited during start-up; last lines of {self.log_file}:\n"
-                    + log_tail(self.log_file)
+                    f"localcluster: {self.name} exited during start-up; "
+                    f"last lines of {self.log_file}:\n" + log_tail(self.log_file)
                 )
             if check():
                 return
             time.sleep(0.2)
         raise ComponentFailed(
-            f"localcluster: {self.name} did not become healthy within {timeout:.0f}s; last lines of {self.log_file}:\n"
-            + log_tail(self.log_file)
+            f"localcluster: {self.name} did not become healthy within {timeout:.0f}s; "
+            f"last lines of {self.log_file}:\n" + log_tail(self.log_file)
         )
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -45,7 +45,10 @@ def _htpasswd(settings: Settings, users: dict[str, str]) -> Path:
         # -i reads the password from stdin, so it never shows in the process table.
         out = subprocess.run(
             ["htpasswd", "-n", "-i", "-B", "-C", "6", user],
-            input=password, capture_output=True, text=True, check=True,
+            input=password,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         lines.append(out)
     _write_private(path, "\n".join(lines) + "\n")
@@ -88,7 +91,7 @@ def _https_ok(url: str, ca: Path, accept: tuple[int, ...] = (200, 401)) -> bool:
         return False
     context = ssl.create_default_context(cafile=str(ca))
     try:
-        with urllib.request.urlopen(url, context=context, timeout=2) as reply:  # noqa: S310 - loopback https
+        with urllib.request.urlopen(url, context=context, timeout=2) as reply:
             return reply.status in accept
     except urllib.error.HTTPError as error:
         return error.code in accept
@@ -99,7 +102,9 @@ def _https_ok(url: str, ca: Path, accept: tuple[int, ...] = (200, 401)) -> bool:
 def _checks(settings: Settings) -> dict[str, Callable[[], bool]]:
     ca = settings.ca_cert
     return {
-        "token-server": lambda: _https_ok(f"https://127.0.0.1:{settings.token_server_port}/healthz", ca, (200,)),
+        "token-server": lambda: _https_ok(
+            f"https://127.0.0.1:{settings.token_server_port}/healthz", ca, (200,)
+        ),
         # An unauthenticated /v2/ must be challenged: 401 proves auth is on.
         "registry-token": lambda: _https_ok(f"https://{settings.registry_token}/v2/", ca, (401,)),
         "registry-basic": lambda: _https_ok(f"https://{settings.registry_basic}/v2/", ca, (401,)),
@@ -112,36 +117,58 @@ def health(settings: Settings) -> dict[str, bool]:
 
 def start(settings: Settings) -> None:
     if not os.access(REGISTRY_BINARY, os.X_OK):
-        raise SystemExit(f"localcluster: {REGISTRY_BINARY} is missing; install the Debian package docker-registry")
+        raise SystemExit(
+            f"localcluster: {REGISTRY_BINARY} is missing; "
+            "install the Debian package docker-registry"
+        )
     if shutil.which("htpasswd") is None:
-        raise SystemExit("localcluster: htpasswd is missing; install the Debian package apache2-utils")
+        raise SystemExit(
+            "localcluster: htpasswd is missing; install the Debian package apache2-utils"
+        )
     users = ensure_credentials(settings)
     regdir = settings.state_dir / "registry"
     regdir.mkdir(parents=True, exist_ok=True)
     htpasswd = _htpasswd(settings, users)
 
     token_config = regdir / "token-server.json"
-    token_config.write_text(json.dumps({
-        "port": settings.token_server_port,
-        "service": TOKEN_SERVICE,
-        "issuer": TOKEN_ISSUER,
-        "signing_cert": str(settings.pki_dir / "token-signing.crt"),
-        "signing_key": str(settings.pki_dir / "token-signing.key"),
-        "tls_cert": str(settings.pki_dir / "registry.crt"),
-        "tls_key": str(settings.pki_dir / "registry.key"),
-        "credentials_file": str(settings.credentials_file),
-    }, indent=2))
+    token_config.write_text(
+        json.dumps(
+            {
+                "port": settings.token_server_port,
+                "service": TOKEN_SERVICE,
+                "issuer": TOKEN_ISSUER,
+                "signing_cert": str(settings.pki_dir / "token-signing.crt"),
+                "signing_key": str(settings.pki_dir / "token-signing.key"),
+                "tls_cert": str(settings.pki_dir / "registry.crt"),
+                "tls_key": str(settings.pki_dir / "registry.key"),
+                "credentials_file": str(settings.credentials_file),
+            },
+            indent=2,
+        )
+    )
     configs = {
-        "registry-token": _registry_config(settings, settings.registry_token_port, {"token": {
-            "realm": settings.token_realm,
-            "service": TOKEN_SERVICE,
-            "issuer": TOKEN_ISSUER,
-            "rootcertbundle": str(settings.pki_dir / "token-signing.crt"),
-        }}),
-        "registry-basic": _registry_config(settings, settings.registry_basic_port, {"htpasswd": {
-            "realm": "urm-localcluster-basic",
-            "path": str(htpasswd),
-        }}),
+        "registry-token": _registry_config(
+            settings,
+            settings.registry_token_port,
+            {
+                "token": {
+                    "realm": settings.token_realm,
+                    "service": TOKEN_SERVICE,
+                    "issuer": TOKEN_ISSUER,
+                    "rootcertbundle": str(settings.pki_dir / "token-signing.crt"),
+                }
+            },
+        ),
+        "registry-basic": _registry_config(
+            settings,
+            settings.registry_basic_port,
+            {
+                "htpasswd": {
+                    "realm": "urm-localcluster-basic",
+                    "path": str(htpasswd),
+                }
+            },
+        ),
     }
     procs = processes(settings)
     package_root = str(Path(__file__).resolve().parent.parent)

@@ -66,10 +66,14 @@ class Issuer:
         self.issuer = config["issuer"]
         cert = x509.load_pem_x509_certificate(Path(config["signing_cert"]).read_bytes())
         self.x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
-        key = serialization.load_pem_private_key(Path(config["signing_key"]).read_bytes(), password=None)
+        key = serialization.load_pem_private_key(
+            Path(config["signing_key"]).read_bytes(), password=None
+        )
         assert isinstance(key, rsa.RSAPrivateKey)
         self.key = key
-        self.users: dict[str, str] = json.loads(Path(config["credentials_file"]).read_text())["registry_users"]
+        self.users: dict[str, str] = json.loads(Path(config["credentials_file"]).read_text())[
+            "registry_users"
+        ]
 
     def authenticate(self, header: str | None) -> tuple[str | None, bool]:
         """-> (user or None, whether credentials were presented)."""
@@ -97,7 +101,9 @@ class Issuer:
             "jti": secrets.token_hex(12),
             "access": access,
         }
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
         signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
 
@@ -106,11 +112,16 @@ class Handler(BaseHTTPRequestHandler):
     issuer: Issuer
     server_version = "urm-localcluster-token/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         # Never log the query string's account or the Authorization header.
-        sys.stderr.write(f"{self.log_date_time_string()} {self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n")
+        sys.stderr.write(
+            f"{self.log_date_time_string()} {self.command} {urlsplit(self.path).path} "
+            f"{args[1] if len(args) > 1 else ''}\n"
+        )
 
-    def _reply(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -120,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/healthz":
             self._reply(200, {"ok": True})
@@ -148,10 +159,19 @@ class Handler(BaseHTTPRequestHandler):
             if parsed is None or parsed[0] != "repository":
                 continue
             kind, name, wanted = parsed
-            access.append({"type": kind, "name": name, "actions": granted_actions(user or "*", name, wanted)})
+            access.append(
+                {"type": kind, "name": name, "actions": granted_actions(user or "*", name, wanted)}
+            )
         token = self.issuer.token(subject, access)
-        self._reply(200, {"token": token, "access_token": token, "expires_in": TOKEN_LIFETIME,
-                          "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self._reply(
+            200,
+            {
+                "token": token,
+                "access_token": token,
+                "expires_in": TOKEN_LIFETIME,
+                "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
 
 
 def main(config_path: str) -> None:

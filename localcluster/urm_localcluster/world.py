@@ -1,4 +1,4 @@
-"""The objects that make the local cluster resemble ICE: nodes, storage, the `aic` namespace and its RBAC."""
+"""The objects that make the local cluster resemble ICE: nodes, storage, namespace `aic`, RBAC."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ VOLUMES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("rook-ceph-fs", "ReadWriteMany", ("1Ti", "1Ti", "100Gi", "100Gi", "10Gi", "10Gi")),
     ("rook-ceph-rbd", "ReadWriteOnce", ("100Gi", "100Gi", "10Gi", "10Gi")),
 )
-PROVISIONERS = {"rook-ceph-fs": "rook-ceph.cephfs.csi.ceph.com", "rook-ceph-rbd": "rook-ceph.rbd.csi.ceph.com"}
+PROVISIONERS = {
+    "rook-ceph-fs": "rook-ceph.cephfs.csi.ceph.com",
+    "rook-ceph-rbd": "rook-ceph.rbd.csi.ceph.com",
+}
 
 GPU_QUOTA = 16
 MEMORY_QUOTA = "4Ti"
@@ -32,7 +35,9 @@ RESEARCHER = "researcher"
 RESEARCHER_WITH_NODES = "researcher-nodes"
 
 
-def node(name: str, accelerator: str | None, product: str | None, gpus: int, cpu: str, memory: str) -> dict[str, Any]:
+def node(
+    name: str, accelerator: str | None, product: str | None, gpus: int, cpu: str, memory: str
+) -> dict[str, Any]:
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -59,43 +64,96 @@ def node(name: str, accelerator: str | None, product: str | None, gpus: int, cpu
 def storage() -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for storage_class, mode, sizes in VOLUMES:
-        objects.append({
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {"name": storage_class},
-            "provisioner": PROVISIONERS[storage_class],
-            "reclaimPolicy": "Retain",
-            "volumeBindingMode": "Immediate",
-            "allowVolumeExpansion": True,
-        })
+        objects.append(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": storage_class},
+                "provisioner": PROVISIONERS[storage_class],
+                "reclaimPolicy": "Retain",
+                "volumeBindingMode": "Immediate",
+                "allowVolumeExpansion": True,
+            }
+        )
         for index, size in enumerate(sizes):
-            objects.append({
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"{storage_class}-pv-{index}", "labels": {"storage-class": storage_class}},
-                "spec": {
-                    "storageClassName": storage_class,
-                    "capacity": {"storage": size},
-                    "accessModes": [mode],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": f"/var/lib/urm-localcluster/{storage_class}/{index}", "type": "DirectoryOrCreate"},
-                },
-            })
+            objects.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {
+                        "name": f"{storage_class}-pv-{index}",
+                        "labels": {"storage-class": storage_class},
+                    },
+                    "spec": {
+                        "storageClassName": storage_class,
+                        "capacity": {"storage": size},
+                        "accessModes": [mode],
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {
+                            "path": f"/var/lib/urm-localcluster/{storage_class}/{index}",
+                            "type": "DirectoryOrCreate",
+                        },
+                    },
+                }
+            )
     return objects
 
 
 def namespace() -> list[dict[str, Any]]:
     rules = [
-        {"apiGroups": [""], "resources": ["pods", "secrets", "configmaps", "services", "persistentvolumeclaims",
-                                          "serviceaccounts"],
-         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
+        {
+            "apiGroups": [""],
+            "resources": [
+                "pods",
+                "secrets",
+                "configmaps",
+                "services",
+                "persistentvolumeclaims",
+                "serviceaccounts",
+            ],
+            "verbs": [
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ],
+        },
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
-        {"apiGroups": [""], "resources": ["pods/exec", "pods/attach", "pods/portforward"], "verbs": ["get", "create"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"],
-         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
-        # Reading one's own quota is what a Rancher project member can do, and what a preflight needs.
-        {"apiGroups": [""], "resources": ["events", "resourcequotas", "limitranges"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["pods/exec", "pods/attach", "pods/portforward"],
+            "verbs": ["get", "create"],
+        },
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": [
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ],
+        },
+        # Reading one's own quota is what a Rancher project member can do, and what a
+        # preflight needs.
+        {
+            "apiGroups": [""],
+            "resources": ["events", "resourcequotas", "limitranges"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["events.k8s.io"],
+            "resources": ["events"],
+            "verbs": ["get", "list", "watch"],
+        },
     ]
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
@@ -103,40 +161,89 @@ def namespace() -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "ResourceQuota",
             "metadata": {"name": "aic-quota", "namespace": NAMESPACE},
-            "spec": {"hard": {f"requests.{GPU}": str(GPU_QUOTA), "requests.memory": MEMORY_QUOTA,
-                              "limits.memory": MEMORY_QUOTA}},
+            "spec": {
+                "hard": {
+                    f"requests.{GPU}": str(GPU_QUOTA),
+                    "requests.memory": MEMORY_QUOTA,
+                    "limits.memory": MEMORY_QUOTA,
+                }
+            },
         },
         {
-            # With a memory quota every pod must state memory; the LimitRange fills in small defaults.
+            # With a memory quota every pod must state memory; the LimitRange fills in
+            # small defaults.
             "apiVersion": "v1",
             "kind": "LimitRange",
             "metadata": {"name": "aic-defaults", "namespace": NAMESPACE},
-            "spec": {"limits": [{"type": "Container", "default": {"memory": "512Mi"},
-                                 "defaultRequest": {"memory": "128Mi", "cpu": "100m"}}]},
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": {"memory": "512Mi"},
+                        "defaultRequest": {"memory": "128Mi", "cpu": "100m"},
+                    }
+                ]
+            },
         },
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "researcher", "namespace": NAMESPACE}, "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "urm-node-reader"},
-         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "researcher", "namespace": NAMESPACE},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "urm-node-reader"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
     ]
     for account in (RESEARCHER, RESEARCHER_WITH_NODES):
         objects += [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": NAMESPACE}},
-            {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-             "metadata": {"name": f"{account}-token", "namespace": NAMESPACE,
-                          "annotations": {"kubernetes.io/service-account.name": account}}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": account, "namespace": NAMESPACE},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "researcher"},
-             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]},
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": NAMESPACE},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/service-account-token",
+                "metadata": {
+                    "name": f"{account}-token",
+                    "namespace": NAMESPACE,
+                    "annotations": {"kubernetes.io/service-account.name": account},
+                },
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": account, "namespace": NAMESPACE},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "researcher",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
+            },
         ]
-    objects.append({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"{RESEARCHER_WITH_NODES}-node-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "urm-node-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": RESEARCHER_WITH_NODES, "namespace": NAMESPACE}],
-    })
+    objects.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{RESEARCHER_WITH_NODES}-node-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "urm-node-reader",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": RESEARCHER_WITH_NODES, "namespace": NAMESPACE}
+            ],
+        }
+    )
     return objects
 
 

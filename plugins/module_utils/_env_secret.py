@@ -58,7 +58,8 @@ def ensure_env_secret(
     empty = sorted(k for k, v in data.items() if v in (None, ""))
     if state == "present" and (not data or empty):
         raise K8sError(
-            f"data must give a non-empty value for every key (empty: {', '.join(empty) or 'no keys at all'})"
+            "data must give a non-empty value for every key "
+            f"(empty: {', '.join(empty) or 'no keys at all'})"
         )
     if not client.namespace_exists(namespace):
         raise K8sError(f"namespace={namespace!r} does not exist on the cluster")
@@ -79,7 +80,11 @@ def ensure_env_secret(
         return result
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in desired.items()}
     if live is None:
-        body = {"metadata": {"name": name, "labels": dict(MANAGED_LABELS)}, "type": "Opaque", "data": encoded}
+        body = {
+            "metadata": {"name": name, "labels": dict(MANAGED_LABELS)},
+            "type": "Opaque",
+            "data": encoded,
+        }
         client.create("Secret", body, namespace)
     else:
         client.patch(

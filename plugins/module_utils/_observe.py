@@ -28,7 +28,9 @@ from ansible_collections.urm.training.plugins.module_utils._wait import (
 def _age(timestamp: str | None, now: datetime.datetime) -> str:
     if not timestamp:
         return ""
-    started = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    started = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.UTC
+    )
     seconds = int((now - started).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -52,8 +54,10 @@ def list_runs(
         selector += f",{label_selector}"
     jobs = client.list("Job", namespace, label_selector=selector)
     pods = client.list("Pod", namespace, label_selector=selector)
-    records = client.list("ConfigMap", namespace, label_selector=f"{selector},training.urm.io/record=true")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    records = client.list(
+        "ConfigMap", namespace, label_selector=f"{selector},training.urm.io/record=true"
+    )
+    now = datetime.datetime.now(datetime.UTC)
     by_run: dict[str, list[dict[str, Any]]] = {}
     for pod in pods:
         run = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_RUN, "")
@@ -70,15 +74,14 @@ def list_runs(
                 reason, message = problem.reason, problem.message
         if kind == "Job":
             state = job_state(obj)
-            phase = {"Complete": "Succeeded", "Failed": "Failed", "Suspended": "Suspended"}.get(
-                state or "", None
-            )
+            phases = {"Complete": "Succeeded", "Failed": "Failed", "Suspended": "Suspended"}
+            phase = phases.get(state or "")
             failure = diagnose_job(obj)
             if failure:
                 reason, message = failure.reason, (message or failure.message)
             if phase is None:
-                phases = {(p.get("status") or {}).get("phase") for p in run_pods}
-                phase = "Running" if "Running" in phases else "Pending"
+                seen = {(p.get("status") or {}).get("phase") for p in run_pods}
+                phase = "Running" if "Running" in seen else "Pending"
         else:
             phase = (obj.get("status") or {}).get("phase")
         gpus = (meta.get("annotations") or {}).get(ANNOTATION_GPUS)
@@ -114,7 +117,8 @@ def list_runs(
             "mode": "job",
             "phase": data.get("phase"),
             "reason": data.get("reason") or None,
-            "message": (data.get("message") or None) or "its Job is gone (ttl); this is the recorded outcome",
+            "message": (data.get("message") or None)
+            or "its Job is gone (ttl); this is the recorded outcome",
             "nodes": [],
             "pods": [],
             "gpus": None,
@@ -152,7 +156,9 @@ def gpu_summary(client: K8sClient, namespace: str | None, accelerator_label: str
                 "schedulable": node.schedulable,
             }
         )
-        entry = by_type.setdefault(kind, {"total": 0, "allocated": 0, "free": 0, "nodes": 0, "largest_free": 0})
+        entry = by_type.setdefault(
+            kind, {"total": 0, "allocated": 0, "free": 0, "nodes": 0, "largest_free": 0}
+        )
         entry["total"] += node.allocatable
         entry["nodes"] += 1
         if view.pods_visible and node.schedulable:
@@ -168,7 +174,12 @@ def gpu_summary(client: K8sClient, namespace: str | None, accelerator_label: str
                 if key in (status.get("hard") or {}):
                     used = int(status.get("used", {}).get(key, 0))
                     hard = int(status["hard"][key])
-                    quota = {"name": item["metadata"]["name"], "used": used, "hard": hard, "left": hard - used}
+                    quota = {
+                        "name": item["metadata"]["name"],
+                        "used": used,
+                        "hard": hard,
+                        "left": hard - used,
+                    }
         except K8sApiError as exc:
             if exc.status != 403:
                 raise

@@ -346,7 +346,9 @@ def _env(spec: RunSpec) -> list[dict[str, Any]]:
                 "name": "NODE_RANK",
                 "valueFrom": {
                     "fieldRef": {
-                        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                        "fieldPath": (
+                            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                        )
                     }
                 },
             },
@@ -372,7 +374,7 @@ def pod_spec(spec: RunSpec) -> dict[str, Any]:
         },
         "limits": {"memory": memory, GPU_RESOURCE: str(spec.gpus)},
     }
-    mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [
         {
             "name": SHM_VOLUME,

@@ -268,16 +268,20 @@ class TrainingRunner:
                 ):
                     result.action = "unchanged"
                     result.phase, result.reason = data.get("phase"), data.get("reason") or None
-                    result.message = "the run finished earlier and its Job was cleaned up; set rerun to start it again"
+                    result.message = (
+                        "the run finished earlier and its Job was cleaned up; "
+                        "set rerun to start it again"
+                    )
                 else:
                     result.action = "create"
             plan.append((spec, body, result))
         if conflicts:
             lines = []
             for spec, result in conflicts:
+                diff = result.diff or {"before": {}, "after": {}}
                 changes = ", ".join(
-                    f"{k}: {json.dumps(result.diff['before'][k])} -> {json.dumps(result.diff['after'][k])}"
-                    for k in (result.diff or {}).get("after", {})
+                    f"{k}: {json.dumps(diff['before'][k])} -> {json.dumps(diff['after'][k])}"
+                    for k in diff["after"]
                 )
                 lines.append(f"{spec.name} ({changes})")
             error = RunFailed(
@@ -330,8 +334,9 @@ class TrainingRunner:
             ]
             if spec.kind == "Pod":
                 self.warnings.append(
-                    f"dev pod {spec.name} bills {spec.gpus} GPU(s) for as long as it exists, idle or "
-                    f"not; it stops itself after {spec.active_deadline}s (active_deadline). Delete it "
+                    f"dev pod {spec.name} bills {spec.gpus} GPU(s) for as long as it exists, "
+                    f"idle or not; it stops itself after {spec.active_deadline}s "
+                    "(active_deadline). Delete it "
                     "with state: absent when done"
                 )
 
@@ -382,7 +387,7 @@ class TrainingRunner:
     def _fill(self, result: RunResult, pods: dict[str, dict[str, Any]]) -> None:
         result.pods = sorted(pods)
         result.nodes = sorted(
-            {(p.get("spec") or {}).get("nodeName") for p in pods.values()} - {None}
+            {str(n) for p in pods.values() if (n := (p.get("spec") or {}).get("nodeName"))}
         )
         phases = [(p.get("status") or {}).get("phase") for p in pods.values()]
         if phases:
@@ -483,7 +488,8 @@ class TrainingRunner:
         self._fill(result, pods)
         message = problem.message
         if spec.kind == "Job":
-            # Give the Job controller a moment to record its own verdict (e.g. BackoffLimitExceeded).
+            # Give the Job controller a moment to record its own verdict
+            # (e.g. BackoffLimitExceeded).
             try:
                 job = watch_until(
                     self.client,
@@ -522,7 +528,10 @@ def run_training(
     capability_action: str,
     capabilities: dict[str, float],
 ) -> tuple[list[RunResult], list[str]]:
-    """Bring every run in ``specs`` to ``state``; one listing of Jobs and records serves them all."""
+    """Bring every run in ``specs`` to ``state``.
+
+    One listing of Jobs and records serves all runs, so a sweep costs one task.
+    """
     namespace = specs[0].namespace
     runner = TrainingRunner(client, namespace, check_mode)
     if not client.namespace_exists(namespace):
@@ -540,9 +549,13 @@ def run_training(
     settled = [r for r in results if r.action == "unchanged"]
     if settled:
         by_run: dict[str, dict[str, dict[str, Any]]] = {}
-        for pod in client.list("Pod", namespace, label_selector=f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_RUN}"):
+        for pod in client.list(
+            "Pod", namespace, label_selector=f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_RUN}"
+        ):
             meta = pod.get("metadata") or {}
-            by_run.setdefault((meta.get("labels") or {}).get(LABEL_RUN, ""), {})[meta.get("name", "")] = pod
+            by_run.setdefault((meta.get("labels") or {}).get(LABEL_RUN, ""), {})[
+                meta.get("name", "")
+            ] = pod
         for result in settled:
             phase = result.phase
             runner._fill(result, by_run.get(result.name, {}))
@@ -627,5 +640,7 @@ def expand_runs(params: dict[str, Any]) -> list[dict[str, Any]]:
     names = [str(r.get("name")) for r in expanded]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise PreflightError(f"runs: each run needs its own name; repeated: {', '.join(duplicates)}")
+        raise PreflightError(
+            f"runs: each run needs its own name; repeated: {', '.join(duplicates)}"
+        )
     return expanded

@@ -260,8 +260,8 @@ def diagnose_pod(pod: dict[str, Any]) -> Diagnosis | None:
             return Diagnosis(
                 reason,
                 f"container {name!r} cannot be created ({reason}): "
-                f"{waiting.get('message', '').strip()}. Usually a Secret or ConfigMap it refers to, "
-                "or a key in it, is missing",
+                f"{waiting.get('message', '').strip()}. Usually a Secret or ConfigMap it "
+                "refers to, or a key in it, is missing",
                 container=name,
             )
         if reason == "CrashLoopBackOff":

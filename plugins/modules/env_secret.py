@@ -38,7 +38,8 @@ options:
     type: str
     required: true
   data:
-    description: Key to value. Every value must be non-empty. The whole data of the Secret is replaced by it.
+    description:
+      - Key to value. Every value must be non-empty. The whole data of the Secret is replaced by it.
     type: dict
     default: {}
   state:

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: training_info
-short_description: List training runs with their phase, nodes, GPUs, age and failure reason, and tail their logs
+short_description: List training runs (phase, nodes, GPUs, age, reason) and tail their logs
 version_added: 0.1.0
 description:
   - Lists the runs that urm.training.training_job created in a namespace, newest first, with a

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: training_job
-short_description: Launch a GPU training run as a Kubernetes Job, refuse what cannot work, and say why a run fails
+short_description: Launch GPU training Jobs that are checked first and explained when they fail
 version_added: 0.1.0
 description:
   - Renders one training run (or a sweep of runs) as a C(batch/v1) Job with C(restartPolicy=Never),
@@ -36,16 +36,25 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reads and preflight checks run; nothing is written. Results say would-create, would-replace or would-delete.
+    description:
+      - Reads and preflight checks run; nothing is written. Results say would-create, would-replace
+        or would-delete.
   diff_mode:
     support: partial
-    description: A changed spec is reported as before/after of the run's options (Secret references only, never values). Shown in C(diff) on replace, and in the failure message under O(on_change=fail).
+    description:
+      - A changed spec is reported as before/after of the run's options (Secret references only,
+        never values). Shown in C(diff) on replace, and in the failure message under
+        O(on_change=fail).
   idempotent:
     support: full
-    description: The same options give changed=false, also after the run finished, and after its Job was removed by O(ttl_after_finished) (a record ConfigMap remembers it).
+    description:
+      - The same options give changed=false, also after the run finished, and after its Job was
+        removed by O(ttl_after_finished) (a record ConfigMap remembers it).
 options:
   name:
-    description: The run name; it becomes the Job name. A DNS-1123 label (lower case, digits, '-'). Required unless O(runs) is given.
+    description:
+      - The run name; it becomes the Job name. A DNS-1123 label (lower case, digits, '-'). Required
+        unless O(runs) is given.
     type: str
   namespace:
     description: The namespace of the run. It must exist.
@@ -71,7 +80,8 @@ options:
     type: raw
     default: 1
   gpu_type:
-    description: The value of the O(accelerator_label) node label to run on, for example V(nvidia-h100).
+    description:
+      - The value of the O(accelerator_label) node label to run on, for example V(nvidia-h100).
     type: str
   accelerator_label:
     description: The node label key that names the accelerator.
@@ -86,7 +96,9 @@ options:
     type: str
     default: 16Gi
   shm_size:
-    description: Size of the memory-backed C(/dev/shm). It counts against the memory limit, so it must be smaller than O(gpus) x O(memory_per_gpu).
+    description:
+      - Size of the memory-backed C(/dev/shm). It counts against the memory limit, so it must be
+        smaller than O(gpus) x O(memory_per_gpu).
     type: str
     default: 8Gi
   env:
@@ -94,17 +106,21 @@ options:
     type: dict
     default: {}
   secret_env:
-    description: Environment variables taken from Secrets, as C(NAME: {secret: <name>, key: <key>}). Values never leave the cluster.
+    description:
+      - Environment variables taken from Secrets. Each key is the variable name, each value a dict
+        with C(secret) and C(key). Values never leave the cluster.
     type: dict
     default: {}
   wandb:
     description:
-      - Weights & Biases settings. Keys C(project), C(entity), C(run_id) (default a stable id from the namespace and run name) and C(resume) (default V(allow)).
+      - Weights & Biases settings. Keys C(project), C(entity), C(run_id) (default a stable id from
+        the namespace and run name) and C(resume) (default V(allow)).
       - The API key belongs in O(secret_env) as C(WANDB_API_KEY).
     type: dict
   volumes:
     description:
-      - Claims to mount. Each item has C(mount_path) and either C(claim) (an existing PVC) or C(storage_class) and C(size) (a PVC named C(<run>-<name>) is created and kept).
+      - Claims to mount. Each item has C(mount_path) and either C(claim) (an existing PVC) or
+        C(storage_class) and C(size) (a PVC named C(<run>-<name>) is created and kept).
       - Optional C(name), C(access_mode) (default V(ReadWriteMany)) and C(read_only).
     type: list
     elements: dict
@@ -129,14 +145,17 @@ options:
     description: A Kueue LocalQueue name, set as the C(kueue.x-k8s.io/queue-name) label.
     type: str
   active_deadline:
-    description: Seconds after which the run is stopped (activeDeadlineSeconds). Dev pods default to 8 hours.
+    description:
+      - Seconds after which the run is stopped (activeDeadlineSeconds). Dev pods default to 8 hours.
     type: raw
   backoff_limit:
     description: Retries of a failed pod. Disruptions (drains, preemption) never count.
     type: raw
     default: 0
   ttl_after_finished:
-    description: Seconds after which the finished Job is deleted (ttlSecondsAfterFinished). The outcome stays in the run's record ConfigMap.
+    description:
+      - Seconds after which the finished Job is deleted (ttlSecondsAfterFinished). The outcome stays
+        in the run's record ConfigMap.
     type: raw
   labels:
     description: Extra labels for the Job and its pods.
@@ -147,12 +166,16 @@ options:
     type: dict
     default: {}
   mode:
-    description: V(job) for training, or V(devpod) for an interactive pod (sleeps until O(active_deadline)) to sync code into and get a shell. A dev pod bills its GPUs while idle.
+    description:
+      - V(job) for training, or V(devpod) for an interactive pod (sleeps until O(active_deadline))
+        to sync code into and get a shell. A dev pod bills its GPUs while idle.
     type: str
     default: job
     choices: [job, devpod]
   runs:
-    description: A sweep. Each item overrides the options above for one run and needs its own C(name). All runs are planned, checked and created in this one task.
+    description:
+      - A sweep. Each item overrides the options above for one run and needs its own C(name). All
+        runs are planned, checked and created in this one task.
     type: list
     elements: dict
   state:
@@ -161,7 +184,9 @@ options:
     default: present
     choices: [present, absent]
   on_change:
-    description: What to do when an existing run's options changed. V(fail) shows the difference and touches nothing; V(replace) deletes the run and creates it anew.
+    description:
+      - What to do when an existing run's options changed. V(fail) shows the difference and touches
+        nothing; V(replace) deletes the run and creates it anew.
     type: str
     default: fail
     choices: [fail, replace]
@@ -179,7 +204,9 @@ options:
     type: int
     default: 600
   min_compute_capability:
-    description: The lowest CUDA compute capability the image can use (flash-attn 2 and adam-atan2 need 8.0). V(0) turns the check off.
+    description:
+      - The lowest CUDA compute capability the image can use (flash-attn 2 and adam-atan2 need 8.0).
+        V(0) turns the check off.
     type: float
     default: 8.0
   capability_check:
@@ -188,11 +215,14 @@ options:
     default: fail
     choices: [fail, warn]
   accelerator_capabilities:
-    description: Extra or corrected compute capabilities per O(accelerator_label) value, for example C({nvidia-b200: 10.0}).
+    description:
+      - Extra or corrected compute capabilities per O(accelerator_label) value, for example
+        V(nvidia-b200) mapped to V(10.0).
     type: dict
     default: {}
 notes:
-  - Listing nodes needs cluster-wide rights. Without them the GPU fit check is skipped with a warning, and scheduling problems are reported while waiting.
+  - Listing nodes needs cluster-wide rights. Without them the GPU fit check is skipped with a
+    warning, and scheduling problems are reported while waiting.
 """
 
 EXAMPLES = r"""
@@ -210,9 +240,17 @@ EXAMPLES = r"""
       WANDB_API_KEY: {secret: urm-wandb, key: api-key}
     wandb: {project: urm}
     volumes:
-      - {name: checkpoints, mount_path: /checkpoints, storage_class: rook-ceph-fs, size: 500Gi}
+      - name: checkpoints
+        mount_path: /checkpoints
+        storage_class: rook-ceph-fs
+        size: 500Gi
     command: [torchrun, --nproc-per-node, "8", pretrain.py]
-    args: [data_path=/data, arch=urm, +run_name=urm-pretrain-01, +checkpoint_path=/checkpoints, +ema=True]
+    args:
+      - data_path=/data
+      - arch=urm
+      - +run_name=urm-pretrain-01
+      - +checkpoint_path=/checkpoints
+      - +ema=True
     wait: running
 
 - name: A sweep of learning rates in one task
@@ -223,7 +261,10 @@ EXAMPLES = r"""
     gpu_type: nvidia-h100
     command: [python, pretrain.py]
     wait: none
-    runs: "{{ range(5) | map('string') | map('regex_replace', '^(.*)$', '{\"name\": \"lr-\\1\", \"args\": [\"lr=1e-\\1\"]}') | map('from_json') | list }}"
+    runs:
+      - {name: lr-3e-4, args: [lr=3e-4], labels: {sweep: lr}}
+      - {name: lr-1e-4, args: [lr=1e-4], labels: {sweep: lr}}
+      - {name: lr-3e-5, args: [lr=3e-5], labels: {sweep: lr}}
 
 - name: Stop a run (ends its billing)
   urm.training.training_job:
@@ -330,10 +371,14 @@ def main() -> None:
         output.update(results[0].as_dict())
     diffs = [r.diff for r in results if r.diff]
     if module._diff and diffs:
-        output["diff"] = diffs[0] if len(diffs) == 1 else {
-            "before": {r.name: r.diff["before"] for r in results if r.diff},
-            "after": {r.name: r.diff["after"] for r in results if r.diff},
-        }
+        output["diff"] = (
+            diffs[0]
+            if len(diffs) == 1
+            else {
+                "before": {r.name: r.diff["before"] for r in results if r.diff},
+                "after": {r.name: r.diff["after"] for r in results if r.diff},
+            }
+        )
     output["changed"] = any(r.changed for r in results)
     module.exit_json(**output)
 

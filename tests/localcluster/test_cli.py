@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import localcluster_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "localcluster"))
-from urm_localcluster.processes import ComponentFailed, Process  # noqa: E402
+from urm_localcluster.processes import ComponentFailed, Process
 
 
 @pytest.mark.integration
@@ -24,8 +24,17 @@ def test_up_on_a_healthy_cluster_does_nothing(localcluster) -> None:
 @pytest.mark.integration
 def test_status_reports_every_component(localcluster) -> None:
     out = localcluster_cli("status").stdout
-    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller",
-                      "registry-token", "registry-basic", "token-server", "podman-service"):
+    for component in (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok-controller",
+        "registry-token",
+        "registry-basic",
+        "token-server",
+        "podman-service",
+    ):
         assert component in out
     assert "overall: healthy" in out
 
@@ -33,22 +42,33 @@ def test_status_reports_every_component(localcluster) -> None:
 @pytest.mark.integration
 def test_env_prints_shell_exports(localcluster) -> None:
     out = localcluster_cli("env").stdout
-    for key in ("KUBECONFIG", "URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER", "URM_LOCALCLUSTER_REGISTRY",
-                "URM_LOCALCLUSTER_CA_CERT", "URM_LOCALCLUSTER_CREDENTIALS", "DOCKER_HOST"):
+    for key in (
+        "KUBECONFIG",
+        "URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER",
+        "URM_LOCALCLUSTER_REGISTRY",
+        "URM_LOCALCLUSTER_CA_CERT",
+        "URM_LOCALCLUSTER_CREDENTIALS",
+        "DOCKER_HOST",
+    ):
         assert f"export {key}=" in out
     assert localcluster.users["researcher"] not in out
 
 
 def _isolated_env(state: Path, apiserver_port: int) -> dict[str, str]:
-    """A second world's settings that cannot touch the running one (other state dir, other ports)."""
+    """Settings of a second world that cannot touch the running one (own state, ports)."""
     free = []
     for _ in range(3):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             free.append(probe.getsockname()[1])
-    return dict(os.environ, URM_LOCALCLUSTER_STATE=str(state), URM_LOCALCLUSTER_APISERVER_PORT=str(apiserver_port),
-                URM_LOCALCLUSTER_REGISTRY_TOKEN_PORT=str(free[0]), URM_LOCALCLUSTER_REGISTRY_BASIC_PORT=str(free[1]),
-                URM_LOCALCLUSTER_TOKEN_SERVER_PORT=str(free[2]))
+    return dict(
+        os.environ,
+        URM_LOCALCLUSTER_STATE=str(state),
+        URM_LOCALCLUSTER_APISERVER_PORT=str(apiserver_port),
+        URM_LOCALCLUSTER_REGISTRY_TOKEN_PORT=str(free[0]),
+        URM_LOCALCLUSTER_REGISTRY_BASIC_PORT=str(free[1]),
+        URM_LOCALCLUSTER_TOKEN_SERVER_PORT=str(free[2]),
+    )
 
 
 def _held_port() -> socket.socket:

@@ -53,7 +53,9 @@ def cleanup(admin, localcluster) -> Iterator[list[tuple[str, str]]]:
             if kind == "pod":
                 core.delete_namespaced_pod(name, localcluster.namespace, grace_period_seconds=0)
             elif kind == "job":
-                batch.delete_namespaced_job(name, localcluster.namespace, propagation_policy="Background")
+                batch.delete_namespaced_job(
+                    name, localcluster.namespace, propagation_policy="Background"
+                )
             elif kind == "pvc":
                 core.delete_namespaced_persistent_volume_claim(name, localcluster.namespace)
         except ApiException as error:
@@ -63,7 +65,9 @@ def cleanup(admin, localcluster) -> Iterator[list[tuple[str, str]]]:
 
 def gpu_pod(name: str, gpus: int, accelerator: str = "nvidia-h100") -> client.V1Pod:
     resources = client.V1ResourceRequirements(
-        requests={GPU: str(gpus), "cpu": "1", "memory": "1Gi"}, limits={GPU: str(gpus), "memory": "1Gi"})
+        requests={GPU: str(gpus), "cpu": "1", "memory": "1Gi"},
+        limits={GPU: str(gpus), "memory": "1Gi"},
+    )
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1PodSpec(
@@ -88,7 +92,9 @@ def test_nodes_are_ready_with_ice_like_allocatable(admin) -> None:
         assert node.status.allocatable["memory"] == "1Ti"
         assert node.metadata.labels["accelerator"] == "nvidia-h100"
         assert node.metadata.labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
-        assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [(GPU, "present", "NoSchedule")]
+        assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [
+            (GPU, "present", "NoSchedule")
+        ]
     rtx = nodes["rtx2080ti-0"]
     assert rtx.status.allocatable[GPU] == "4"
     assert rtx.metadata.labels["accelerator"] == "nvidia-gtx-2080ti"
@@ -128,21 +134,27 @@ def test_sixteen_gpu_pod_is_unschedulable(admin, localcluster, unique, cleanup) 
     assert core.read_namespaced_pod(unique, localcluster.namespace).status.phase == "Pending"
 
 
-def _job(name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> client.V1Job:
+def _job(
+    name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> client.V1Job:
     return client.V1Job(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1JobSpec(
             backoff_limit=0,
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels, annotations=annotations),
-                spec=client.V1PodSpec(restart_policy="Never",
-                                      containers=[client.V1Container(name="main", image="busybox")]),
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[client.V1Container(name="main", image="busybox")],
+                ),
             ),
         ),
     )
 
 
-def _job_condition(batch: client.BatchV1Api, namespace: str, name: str, kind: str) -> Callable[[], Any]:
+def _job_condition(
+    batch: client.BatchV1Api, namespace: str, name: str, kind: str
+) -> Callable[[], Any]:
     def probe() -> Any:
         job = batch.read_namespaced_job(name, namespace)
         for condition in job.status.conditions or []:
@@ -158,23 +170,33 @@ def test_job_pod_succeeds_and_job_completes(admin, localcluster, unique, cleanup
     batch.create_namespaced_job(localcluster.namespace, _job(unique))
     cleanup.append(("job", unique))
     wait_for("Job Complete", _job_condition(batch, localcluster.namespace, unique, "Complete"))
-    pods = core.list_namespaced_pod(localcluster.namespace, label_selector=f"job-name={unique}").items
+    pods = core.list_namespaced_pod(
+        localcluster.namespace, label_selector=f"job-name={unique}"
+    ).items
     assert [p.status.phase for p in pods] == ["Succeeded"]
 
 
-def test_failure_stage_fails_pod_with_exit_code_and_job_backoff(admin, localcluster, unique, cleanup) -> None:
+def test_failure_stage_fails_pod_with_exit_code_and_job_backoff(
+    admin, localcluster, unique, cleanup
+) -> None:
     batch, core = client.BatchV1Api(admin), client.CoreV1Api(admin)
     job = _job(
         unique,
         labels={"pod-container-running-failed.stage.kwok.x-k8s.io": "true"},
-        annotations={"pod-container-running-failed.stage.kwok.x-k8s.io/exit-code": "42",
-                     "pod-container-running-failed.stage.kwok.x-k8s.io/reason": "Error"},
+        annotations={
+            "pod-container-running-failed.stage.kwok.x-k8s.io/exit-code": "42",
+            "pod-container-running-failed.stage.kwok.x-k8s.io/reason": "Error",
+        },
     )
     batch.create_namespaced_job(localcluster.namespace, job)
     cleanup.append(("job", unique))
-    condition = wait_for("Job Failed", _job_condition(batch, localcluster.namespace, unique, "Failed"))
+    condition = wait_for(
+        "Job Failed", _job_condition(batch, localcluster.namespace, unique, "Failed")
+    )
     assert condition.reason == "BackoffLimitExceeded"
-    pod = core.list_namespaced_pod(localcluster.namespace, label_selector=f"job-name={unique}").items[0]
+    pod = core.list_namespaced_pod(
+        localcluster.namespace, label_selector=f"job-name={unique}"
+    ).items[0]
     assert pod.status.phase == "Failed"
     terminated = pod.status.container_statuses[0].state.terminated
     assert terminated.exit_code == 42
@@ -186,8 +208,10 @@ def test_pvc_on_rook_ceph_fs_binds(admin, localcluster, unique, cleanup) -> None
     claim = client.V1PersistentVolumeClaim(
         metadata=client.V1ObjectMeta(name=unique),
         spec=client.V1PersistentVolumeClaimSpec(
-            storage_class_name="rook-ceph-fs", access_modes=["ReadWriteMany"],
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "5Gi"})),
+            storage_class_name="rook-ceph-fs",
+            access_modes=["ReadWriteMany"],
+            resources=client.V1VolumeResourceRequirements(requests={"storage": "5Gi"}),
+        ),
     )
     core.create_namespaced_persistent_volume_claim(localcluster.namespace, claim)
     cleanup.append(("pvc", unique))
@@ -206,14 +230,21 @@ def test_audit_log_records_our_own_requests(admin, localcluster, unique) -> None
     core = client.CoreV1Api(admin)
     before = localcluster.audit_line_count()
     core.create_namespaced_config_map(
-        localcluster.namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=unique), data={"k": "v"}))
+        localcluster.namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name=unique), data={"k": "v"}),
+    )
     core.delete_namespaced_config_map(unique, localcluster.namespace)
 
     def ours() -> list[dict[str, Any]]:
-        return [e for e in localcluster.audit_events(before)
-                if e.get("objectRef", {}).get("name") == unique and e.get("stage") == "ResponseComplete"]
+        return [
+            e
+            for e in localcluster.audit_events(before)
+            if e.get("objectRef", {}).get("name") == unique and e.get("stage") == "ResponseComplete"
+        ]
 
-    events = wait_for("our audit events", lambda: {e["verb"] for e in ours()} >= {"create", "delete"} and ours())
+    events = wait_for(
+        "our audit events", lambda: {e["verb"] for e in ours()} >= {"create", "delete"} and ours()
+    )
     assert all(e["level"] == "Metadata" for e in events)
     assert all("requestObject" not in e for e in events), "Metadata level must not record bodies"
 
