@@ -67,6 +67,7 @@ TERMINATION_LOG = "/dev/termination-log"
 CONFIGMAP_LIMIT = 1024 * 1024
 CONFIGMAP_HEADROOM = 64 * 1024
 LOG_LINES = 50
+CHECK_INTERVAL = 10.0  # seconds between re-checks of a pod that does not change
 MANAGED_BY = {"app.kubernetes.io/managed-by": "urm.training"}
 HASH_LABEL = "urm.training/context-hash"
 DIGEST_ANNOTATION = "urm.training/context-digest"
@@ -102,6 +103,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "extra_args": {"type": "list", "elements": "str", "default": []},
     "push_retry": {"type": "int", "default": 2},
     "timeout": {"type": "int", "default": 3600},
+    "unschedulable_timeout": {"type": "int", "default": 600},
     "wait": {"type": "bool", "default": True},
     "force": {"type": "bool", "default": False},
     "ttl": {"type": "int", "default": 3600},
@@ -202,7 +204,7 @@ def parse_request(params: Mapping[str, Any]) -> KanikoRequest:
     resources = {k: str(v) for k, v in (params.get("resources") or {}).items() if v}
     for key, default in DEFAULT_RESOURCES.items():
         resources.setdefault(key, default)
-    for option in ("timeout", "ttl", "push_retry"):
+    for option in ("timeout", "ttl", "push_retry", "unschedulable_timeout"):
         if int(params.get(option) or 0) < 0:
             raise ContextError(f"{option}={params.get(option)} must not be negative")
     return KanikoRequest(
@@ -502,32 +504,92 @@ def _job_events(k8s: K8sClient, req: KanikoRequest) -> str:
     return "; ".join(texts[-3:])
 
 
+def _give_up(k8s: K8sClient, req: KanikoRequest, why: str, started: float) -> BuildError:
+    """A pod that can never start: delete the Job (its ConfigMap goes with it), so that a rerun
+    with better settings is not attached to it."""
+    k8s.delete("Job", req.name, req.namespace, propagation="Background")
+    return BuildError(
+        f"{why}. Lower resources (cpu, memory, ephemeral_storage) or fix node_selector and "
+        f"tolerations; the Job {req.namespace}/{req.name} was deleted",
+        _result(req, duration=round(time.monotonic() - started, 1)),
+    )
+
+
+def _failed_create(k8s: K8sClient, req: KanikoRequest) -> str | None:
+    """The Job controller's FailedCreate warning (e.g. a quota), when the Job has no pod."""
+    if k8s.list("Pod", req.namespace, label_selector=f"job-name={req.name}"):
+        return None
+    events = k8s.list("Event", req.namespace, field_selector=f"involvedObject.name={req.name}")
+    failed = [e for e in events if e.get("type") == "Warning" and e.get("reason") == "FailedCreate"]
+    return str(failed[-1].get("message") or "") if failed else None
+
+
+def _watch_pod(
+    k8s: K8sClient, req: KanikoRequest, timeout: float, stuck_after: float, started: float
+) -> dict[str, Any]:
+    """The build pod once it ended or failed for good. The watch is renewed every
+    CHECK_INTERVAL seconds, so a pod that stays unschedulable, or a Job that cannot create its
+    pod, is given up on after ``stuck_after`` seconds instead of at the timeout."""
+    selector = f"job-name={req.name}"
+    deadline = time.monotonic() + timeout
+    stuck_since: dict[str, float] = {}
+
+    def predicate(pod: dict[str, Any]) -> dict[str, Any] | None:
+        if _pod_terminal(pod) is not None:
+            return pod
+        diagnosis = diagnose_pod(pod)
+        if diagnosis is not None and diagnosis.reason == "Unschedulable":
+            first = stuck_since.setdefault(
+                str(pod.get("metadata", {}).get("name")), time.monotonic()
+            )
+            if time.monotonic() - first >= stuck_after:
+                raise _give_up(k8s, req, f"the Kaniko pod {diagnosis.message}", started)
+        return None
+
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            return watch_until(
+                k8s,
+                "Pod",
+                req.namespace,
+                predicate,
+                label_selector=selector,
+                timeout=min(remaining, CHECK_INTERVAL),
+            )
+        except WaitTimeout:
+            pass
+        message = _failed_create(k8s, req)
+        if message is not None:
+            first = stuck_since.setdefault("", time.monotonic())
+            if time.monotonic() - first >= stuck_after:
+                raise _give_up(
+                    k8s, req, f"the Kaniko Job cannot create its pod: {message}", started
+                )
+    job = k8s.get("Job", req.name, req.namespace) or {}
+    pods = k8s.list("Pod", req.namespace, label_selector=selector)
+    known = next((d for d in (diagnose_pod(p) for p in pods) if d), None) or diagnose_job(job)
+    detail = known.message if known else _job_events(k8s, req)
+    raise BuildError(
+        f"timed out after {timeout:.0f}s waiting for the Kaniko Job {req.namespace}/{req.name}"
+        f" ({len(pods)} pod(s)){': ' + detail if detail else ''}. The Job keeps running: a "
+        "rerun attaches to it",
+        _result(req, duration=round(time.monotonic() - started, 1)),
+    )
+
+
 def wait_for_build(
     k8s: K8sClient,
     registry: RegistryClient,
     req: KanikoRequest,
     timeout: float,
     started: float,
+    stuck_after: float = 600.0,
 ) -> dict[str, Any]:
     """Watch the Job's pod to its end; return the result with the verified digest, or raise."""
-    selector = f"job-name={req.name}"
-    try:
-        pod = watch_until(
-            k8s, "Pod", req.namespace, _pod_terminal, label_selector=selector, timeout=timeout
-        )
-    except WaitTimeout:
-        job = k8s.get("Job", req.name, req.namespace) or {}
-        diagnosis = diagnose_job(job)
-        pods = k8s.list("Pod", req.namespace, label_selector=selector)
-        found = next((d for d in (diagnose_pod(p) for p in pods) if d), None)
-        known = found or diagnosis
-        detail = known.message if known else _job_events(k8s, req)
-        raise BuildError(
-            f"timed out after {timeout:.0f}s waiting for the Kaniko Job {req.namespace}/{req.name}"
-            f" ({len(pods)} pod(s)){': ' + detail if detail else ''}. The Job keeps running: a "
-            "rerun attaches to it",
-            _result(req, duration=round(time.monotonic() - started, 1)),
-        ) from None
+    pod = _watch_pod(k8s, req, timeout, stuck_after, started)
     pod_name = (pod.get("metadata") or {}).get("name", "?")
     duration = round(time.monotonic() - started, 1)
     if (pod.get("status") or {}).get("phase") != "Succeeded":
@@ -669,7 +731,7 @@ def _run(
             ),
         )
     try:
-        result = wait_for_build(k8s, registry, req, timeout, started)
+        result = wait_for_build(k8s, registry, req, timeout, started, _stuck_after(params))
     except BuildError as exc:
         exc.result["changed"] = True  # the ConfigMap and the Job were created
         raise
@@ -679,6 +741,11 @@ def _run(
         msg=f"built {result['image_ref']} with Job {req.namespace}/{req.name}",
     )
     return Outcome(True, result)
+
+
+def _stuck_after(params: Mapping[str, Any]) -> float:
+    value = params.get("unschedulable_timeout")
+    return 600.0 if value is None else float(value)
 
 
 def _create(k8s: K8sClient, req: KanikoRequest, archive: bytes) -> dict[str, Any] | None:
@@ -740,7 +807,8 @@ def _attach(
                 msg=f"Job {req.namespace}/{req.name} is already building {req.destinations[0]}",
             ),
         )
-    result = wait_for_build(k8s, registry, req, float(params.get("timeout") or 3600), started)
+    timeout = float(params.get("timeout") or 3600)
+    result = wait_for_build(k8s, registry, req, timeout, started, _stuck_after(params))
     result.update(
         action="attached",
         context_size=size,

@@ -153,6 +153,12 @@ options:
     description: Seconds to wait for the build. On timeout the Job keeps running; a rerun attaches.
     type: int
     default: 3600
+  unschedulable_timeout:
+    description:
+      - Seconds a build pod may stay unschedulable (or the Job unable to create it, e.g. over a
+        quota) before the task fails with the scheduler's reason and deletes the Job.
+    type: int
+    default: 600
   wait:
     description:
       - Wait for the build and verify the digest. With V(false) the module returns once the Job

@@ -432,3 +432,25 @@ def test_concurrent_runs_start_one_job(
         and e.get("responseStatus", {}).get("code") == 201
     ]  # fmt: skip
     assert len(created) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"node_selector": {"urm.test/no-such-node": "true"}}, "cannot be scheduled"),
+        ({"resources": {"memory": "5Ti"}}, "exceeded quota"),
+    ],
+)
+def test_a_pod_that_cannot_start_fails_fast_and_is_removed(
+    localcluster: LocalCluster, secrets: None, tmp_path: Path, extra: dict[str, Any], fragment: str
+) -> None:
+    lc = localcluster
+    ctx = make_context(tmp_path / "ctx")
+    started = time.monotonic()
+    run = kaniko(lc, ctx, unschedulable_timeout=2, **extra)
+    elapsed = time.monotonic() - started
+    assert run.rc != 0
+    msg = run.adhoc["msg"]
+    assert fragment in msg and "was deleted" in msg, msg
+    assert elapsed < 60, f"took {elapsed:.0f}s: the timeout (120s), not the stuck check, ended it"
+    assert lc.kubectl("-n", "aic", "get", "job", run.adhoc["job"], check=False).returncode != 0

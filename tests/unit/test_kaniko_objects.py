@@ -212,6 +212,11 @@ def test_no_credential_in_objects(ctx: Path) -> None:
 class FakeK8s:
     def __init__(self, pods: list[dict[str, Any]]) -> None:
         self.pods = pods
+        self.deleted: list[str] = []
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, **_: Any) -> bool:
+        self.deleted.append(name)
+        return True
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         return {"metadata": {"name": name}, "status": {}}
@@ -327,9 +332,16 @@ def test_timeout_names_the_pod_problem(ctx: Path, fake_watch: dict[str, Any]) ->
         }]},
     }  # fmt: skip
     with pytest.raises(BuildError) as info:
-        wait_for_build(FakeK8s([pending]), FakeRegistry(None), req, 10, 0.0)  # type: ignore[arg-type]
-    assert "timed out after 10s" in info.value.message
+        wait_for_build(FakeK8s([pending]), FakeRegistry(None), req, 0.2, 0.0)  # type: ignore[arg-type]
+    assert "timed out after 0s" in info.value.message
     assert "Insufficient memory" in info.value.message and "rerun attaches" in info.value.message
+    # the same pod, seen for longer than unschedulable_timeout: give up and delete the Job
+    fake_watch["pod"] = pending
+    client = FakeK8s([pending])
+    with pytest.raises(BuildError) as info:
+        wait_for_build(client, FakeRegistry(None), req, 10, 0.0, stuck_after=0)  # type: ignore[arg-type]
+    assert "cannot be scheduled" in info.value.message and "was deleted" in info.value.message
+    assert client.deleted == [req.name]
 
 
 @pytest.mark.parametrize("module", ["kaniko_build", "docker_build"])
