@@ -254,3 +254,38 @@ def test_credential_for_matches_spellings() -> None:
     assert credential_for(config, "index.docker.io") == ("d", "d")
     assert credential_for(config, "other.example") is None
     assert credential_for(json.loads("{}"), "x") is None
+
+
+# -- docker_build's stream parsing and credential sources ---------------------------------------
+
+
+def test_stream_lines_split_joined_and_partial_chunks() -> None:
+    from ansible_collections.urm.training.plugins.module_utils._docker_build import (
+        _error_of,
+        _lines,
+    )
+
+    chunks = [
+        b'{"status":"The push refers to repository [r/x:t]"}\n{"status":"t: digest: sha256:ab',
+        b'c size: 891"}\n',
+        b'{"errorDetail":{"message":"denied: requested access"},"error":"denied"}\n',
+    ]
+    parsed = list(_lines(chunks))
+    assert [p.get("status", "")[:5] for p in parsed] == ["The p", "t: di", ""]
+    assert _error_of(parsed[2]) == "denied: requested access"
+    assert _error_of({"error": "plain"}) == "plain" and _error_of(parsed[0]) is None
+
+
+def test_docker_credential_sources(tmp_path: Path) -> None:
+    from ansible_collections.urm.training.plugins.module_utils._docker_build import _credential
+
+    assert _credential({"registry_username": "u", "registry_password": "p"}, "r:1") == ("u", "p")
+    with pytest.raises(ContextError, match="go together"):
+        _credential({"registry_username": "u"}, "r:1")
+    config = tmp_path / "config.json"
+    auth = base64.b64encode(b"robot$x:secret").decode()
+    config.write_text(json.dumps({"auths": {"https://r:1": {"auth": auth}}}))
+    assert _credential({"docker_config": str(config)}, "r:1") == ("robot$x", "secret")
+    with pytest.raises(ContextError, match="no credential"):
+        _credential({"docker_config": str(config)}, "other:2")
+    assert _credential({}, "r:1") == (None, None)
