@@ -75,9 +75,39 @@ def _kwok_module_dir() -> Path:
     return Path(json.loads(out)["Dir"])
 
 
+# What a kubelet does when a running pod is deleted: stop it, so the pod ends Failed. Without it a
+# pod that still carries the Job controller's tracking finalizer is never deleted (kwok's
+# pod-delete stage waits for the finalizer, the Job controller waits for a finished pod).
+POD_STOP_ON_DELETE = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-stop-on-delete
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'Exists'
+    - key: '.metadata.finalizers'
+      operator: 'Exists'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending', 'Running']
+  next:
+    statusTemplate: |
+      phase: Failed
+      reason: Terminated
+      message: the pod was deleted while it ran
+"""
+
+
 def _stage_config() -> str:
     root = _kwok_module_dir() / "kustomize" / "stage"
-    return "\n---\n".join((root / name).read_text() for name in STAGE_FILES)
+    stages = [(root / name).read_text() for name in STAGE_FILES]
+    return "\n---\n".join([*stages, POD_STOP_ON_DELETE])
 
 
 def component_logs(settings: Settings) -> list[Path]:

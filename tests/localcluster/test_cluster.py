@@ -267,3 +267,21 @@ def test_researcher_with_node_reader_binding_can_list_nodes(localcluster) -> Non
     with pytest.raises(ApiException) as forbidden:
         client.CoreV1Api(api).list_namespaced_secret("default")
     assert forbidden.value.status == 403
+
+
+def test_deleting_a_running_job_removes_its_pods(admin, localcluster, unique) -> None:
+    batch, core = client.BatchV1Api(admin), client.CoreV1Api(admin)
+    job = _job(unique, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "600s"})
+    batch.create_namespaced_job(localcluster.namespace, job)
+    selector = f"job-name={unique}"
+
+    def running() -> Any:
+        pods = core.list_namespaced_pod(localcluster.namespace, label_selector=selector).items
+        return pods if pods and pods[0].status.phase == "Running" else None
+
+    wait_for("the Job's pod to run", running)
+    batch.delete_namespaced_job(unique, localcluster.namespace, propagation_policy="Foreground")
+    wait_for(
+        "the pods to be gone",
+        lambda: not core.list_namespaced_pod(localcluster.namespace, label_selector=selector).items,
+    )
