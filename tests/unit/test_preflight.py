@@ -206,7 +206,7 @@ def test_compute_capability(gpu_type: str, action: str, outcome: str | None) -> 
     run = spec(gpu_type=gpu_type)
     if outcome == "error":
         with pytest.raises(
-            PreflightError, match=re.escape("compute capability 7.5, below the min_compute_capability=8.0")
+            PreflightError, match=re.escape("capability 7.5, below the min_compute_capability=8.0")
         ):
             check_capability(run, 8.0, action, {}, warnings)
         return
