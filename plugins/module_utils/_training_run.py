@@ -440,15 +440,8 @@ class TrainingRunner:
                     break
             if target == "complete":
                 remaining = max(deadline - time.monotonic(), 1.0)
-                job = watch_until(
-                    self.client,
-                    "Job",
-                    self.namespace,
-                    lambda j: j if job_state(j) in ("Complete", "Failed") else None,
-                    name=spec.name,
-                    timeout=remaining,
-                )
-                failure = diagnose_job(job)
+                job = self._finished_job(spec, remaining)
+                failure = diagnose_job(job) if job else None
                 if failure:
                     self._fail(spec, result, pods, failure)
                 result.phase = "Succeeded"
@@ -465,6 +458,19 @@ class TrainingRunner:
             raise RunFailed(
                 f"run {spec.name} did not {reached} within {timeout:.0f}s{why}", result
             ) from None
+
+    def _finished_job(self, spec: RunSpec, timeout: float) -> dict[str, Any] | None:
+        """The Job once Complete or Failed; None if ttlSecondsAfterFinished removed it first."""
+        if self.client.get("Job", spec.name, self.namespace) is None:
+            return None
+        for event, job in watch_events(
+            self.client, "Job", self.namespace, name=spec.name, timeout=timeout
+        ):
+            if event == "DELETED":
+                return None
+            if job_state(job) in ("Complete", "Failed"):
+                return job
+        return None  # pragma: no cover - watch_events raises on timeout
 
     def _reached(self, spec: RunSpec, pods: dict[str, dict[str, Any]], target: str) -> bool:
         if len(pods) < spec.nodes:

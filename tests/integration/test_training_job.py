@@ -532,3 +532,50 @@ def test_planted_wandb_key_appears_nowhere(localcluster, runs, tmp_path) -> None
         localcluster.kubectl(
             "-n", localcluster.namespace, "delete", "secret", secret, "--ignore-not-found"
         )
+
+
+def test_finished_run_is_started_again_only_with_rerun(localcluster, runs) -> None:
+    name = new_name(runs)
+    assert run_module(MODULE, job_args(localcluster, name, gpus=1, wait="complete")).rc == 0
+    uid = get_json(localcluster, "job", name)["metadata"]["uid"]
+    same = run_module(MODULE, job_args(localcluster, name, gpus=1, wait="complete"))
+    assert same.adhoc["changed"] is False
+    again = run_module(MODULE, job_args(localcluster, name, gpus=1, wait="complete", rerun=True))
+    assert again.rc == 0, again.output[-2000:]
+    assert again.adhoc["action"] == "rerun" and again.adhoc["phase"] == "Succeeded"
+    assert get_json(localcluster, "job", name)["metadata"]["uid"] != uid
+
+
+def test_outcome_outlives_the_ttl_of_the_job(localcluster, runs) -> None:
+    name = new_name(runs)
+    args = job_args(localcluster, name, gpus=1, wait="complete", ttl_after_finished=0)
+    first = run_module(MODULE, args)
+    assert first.rc == 0, first.output[-2000:]
+    assert first.adhoc["phase"] == "Succeeded"
+    gone = False
+    for _ in range(60):
+        if localcluster.kubectl(
+            "-n", localcluster.namespace, "get", "job", name, check=False
+        ).returncode:
+            gone = True
+            break
+        subprocess.run(["sleep", "0.5"], check=True)
+    assert gone, "ttlSecondsAfterFinished=0 should have removed the Job"
+    record = get_json(localcluster, "configmap", f"urm-run-{name}")["data"]
+    assert record["phase"] == "Succeeded" and record["spec-hash"] == first.adhoc["spec_hash"]
+    before = localcluster.audit_line_count()
+    again = run_module(MODULE, args)
+    assert (
+        again.rc == 0 and again.adhoc["changed"] is False and again.adhoc["action"] == "unchanged"
+    )
+    assert "finished earlier" in again.adhoc["message"]
+    assert jobs_created_since(localcluster, before) == []
+    info = run_module(
+        "urm.training.training_info",
+        {
+            "namespace": localcluster.namespace,
+            "name": name,
+            "kubeconfig": str(localcluster.researcher_kubeconfig),
+        },
+    )
+    assert info.adhoc["runs"][0]["phase"] == "Succeeded"
