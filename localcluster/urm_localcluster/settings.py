@@ -26,6 +26,10 @@ class Settings:
     registry_token_port: int
     registry_basic_port: int
     token_server_port: int
+    # Opt-in: a real kubelet + containerd node beside the simulated ones (see realnode.py).
+    real_node: bool = False
+    kubelet_port: int = 10250
+    kubelet_healthz_port: int = 10248
 
     @classmethod
     def load(cls) -> Settings:
@@ -36,6 +40,9 @@ class Settings:
             registry_token_port=_port("REGISTRY_TOKEN", 15000),
             registry_basic_port=_port("REGISTRY_BASIC", 15001),
             token_server_port=_port("TOKEN_SERVER", 15002),
+            real_node=os.environ.get("URM_LOCALCLUSTER_REAL_NODE", "") not in ("", "0"),
+            kubelet_port=_port("KUBELET", 10250),
+            kubelet_healthz_port=_port("KUBELET_HEALTHZ", 10248),
         )
 
     # Layout of the state dir. Everything a running cluster owns lives under it,
@@ -99,6 +106,10 @@ class Settings:
     @property
     def token_realm(self) -> str:
         return f"https://127.0.0.1:{self.token_server_port}/service/token"
+
+    @property
+    def realnode_dir(self) -> Path:
+        return self.state_dir / "realnode"
 
     @property
     def ready_marker(self) -> Path:

@@ -179,6 +179,71 @@ def resolve_dockerfile(root: str, dockerfile: str) -> str:
     return os.path.relpath(real, real_root).replace(os.sep, "/")
 
 
+def load_dockerignore(root: str) -> list[IgnorePattern]:
+    """The patterns of ``root``/.dockerignore, or [] when there is none."""
+    ignore_path = os.path.join(root, ".dockerignore")
+    if not os.path.isfile(ignore_path):
+        return []
+    with open(ignore_path, encoding="utf-8") as handle:
+        return parse_dockerignore(handle.read())
+
+
+def walk(
+    root: str,
+    patterns: list[IgnorePattern],
+    keep: str | None = None,
+    hash_files: bool = True,
+) -> list[Entry]:
+    """The sorted entries of ``root`` that ``patterns`` keep (``keep`` is never excluded).
+
+    Sockets, FIFOs and devices are skipped. Without '!' exceptions an excluded directory is not
+    descended into, so a large excluded data directory costs nothing.
+    """
+    prune = not any(p.negate for p in patterns)
+    entries: list[Entry] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        names = sorted(dirnames + filenames)
+        pruned: set[str] = set()
+        for name in names:
+            full = os.path.join(dirpath, name)
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel != keep and is_excluded(rel, patterns):
+                if not (keep and keep.startswith(f"{rel}/")):
+                    pruned.add(name)
+                continue
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                entries.append(Entry(rel, "symlink", target=os.readlink(full)))
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append(Entry(rel, "dir"))
+            elif stat.S_ISREG(st.st_mode):
+                entries.append(
+                    Entry(
+                        rel,
+                        "file",
+                        executable=bool(st.st_mode & 0o111),
+                        size=st.st_size,
+                        sha256=_file_sha256(full) if hash_files else "",
+                    )
+                )
+        if prune:
+            dirnames[:] = [d for d in dirnames if d not in pruned]
+    entries.sort(key=lambda e: e.path)
+    # A file re-included by a '!' exception under an excluded directory still needs its parents.
+    present = {e.path for e in entries}
+    for entry in list(entries):
+        parts = entry.path.split("/")[:-1]
+        for i in range(len(parts)):
+            parent = "/".join(parts[: i + 1])
+            if parent not in present:
+                present.add(parent)
+                entries.append(Entry(parent, "dir"))
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
 def scan(
     context: str,
     dockerfile: str = "Dockerfile",
@@ -193,49 +258,8 @@ def scan(
         )
     root = os.path.realpath(context)
     rel_dockerfile = resolve_dockerfile(root, dockerfile)
-    ignore_path = os.path.join(root, ".dockerignore")
-    patterns: list[IgnorePattern] = []
-    if os.path.isfile(ignore_path):
-        with open(ignore_path, encoding="utf-8") as handle:
-            patterns = parse_dockerignore(handle.read())
-
-    entries: list[Entry] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        names = sorted(dirnames + filenames)
-        for name in names:
-            full = os.path.join(dirpath, name)
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            # The Dockerfile always goes with the context, as with docker build.
-            if rel != rel_dockerfile and is_excluded(rel, patterns):
-                continue
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                entries.append(Entry(rel, "symlink", target=os.readlink(full)))
-            elif stat.S_ISDIR(st.st_mode):
-                entries.append(Entry(rel, "dir"))
-            elif stat.S_ISREG(st.st_mode):
-                entries.append(
-                    Entry(
-                        rel,
-                        "file",
-                        executable=bool(st.st_mode & 0o111),
-                        size=st.st_size,
-                        sha256=_file_sha256(full),
-                    )
-                )
-    entries.sort(key=lambda e: e.path)
-    # A file re-included by a '!' exception under an excluded directory still needs its parents.
-    present = {e.path for e in entries}
-    for entry in list(entries):
-        parts = entry.path.split("/")[:-1]
-        for i in range(len(parts)):
-            parent = "/".join(parts[: i + 1])
-            if parent not in present:
-                present.add(parent)
-                entries.append(Entry(parent, "dir"))
-    entries.sort(key=lambda e: e.path)
+    # The Dockerfile always goes with the context, as with docker build.
+    entries = walk(root, load_dockerignore(root), keep=rel_dockerfile)
 
     digest = hashlib.sha256(HASH_VERSION)
     digest.update(f"dockerfile\0{rel_dockerfile}\n".encode())
@@ -251,29 +275,37 @@ def scan(
     return BuildContext(root, rel_dockerfile, entries, digest.hexdigest())
 
 
+def add_entries(
+    tar: tarfile.TarFile, root: str, entries: Iterable[Entry], prefix: str = ""
+) -> None:
+    """Add ``entries`` (read from ``root``) under ``prefix`` with fixed mtime, owner and modes:
+    0755 for directories and executables, 0644 for other files; symlinks stay links."""
+    for entry in entries:
+        info = tarfile.TarInfo(f"{prefix}{entry.path}")
+        info.mtime = 0
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        if entry.kind == "dir":
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        elif entry.kind == "symlink":
+            info.type = tarfile.SYMTYPE
+            info.linkname = entry.target
+            info.mode = 0o777
+            tar.addfile(info)
+        else:
+            info.mode = 0o755 if entry.executable else 0o644
+            info.size = entry.size
+            with open(os.path.join(root, entry.path), "rb") as handle:
+                tar.addfile(info, handle)
+
+
 def tar_gz(ctx: BuildContext) -> bytes:
     """A byte-for-byte reproducible tar.gz of the context (fixed mtime, owner and modes)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in ctx.entries:
-            info = tarfile.TarInfo(entry.path)
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if entry.kind == "dir":
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-            elif entry.kind == "symlink":
-                info.type = tarfile.SYMTYPE
-                info.linkname = entry.target
-                info.mode = 0o777
-                tar.addfile(info)
-            else:
-                info.mode = 0o755 if entry.executable else 0o644
-                info.size = entry.size
-                with open(os.path.join(ctx.root, entry.path), "rb") as handle:
-                    tar.addfile(info, handle)
+        add_entries(tar, ctx.root, ctx.entries)
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=9, filename="") as gz:
         gz.write(raw.getvalue())

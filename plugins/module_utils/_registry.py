@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
     import requests
@@ -379,11 +380,12 @@ class RegistryClient:
                 f"Registry {self.registry} does not use Bearer token auth",
             )
             raise AssertionError("unreachable")  # pragma: no cover
-        params: dict[str, str] = {}
+        params: dict[str, Any] = {}
         if challenge.service:
             params["service"] = challenge.service
         if scope:
-            params["scope"] = scope
+            # Several space-separated scopes (a cross-repository mount) go as repeated params.
+            params["scope"] = scope.split()
         realm = challenge.realm
         action = f"token request to {realm}" + (f" for scope {scope}" if scope else "")
         resp = self._send("GET", realm, params=params, auth=self._basic())
@@ -521,6 +523,166 @@ class RegistryClient:
             return ManifestInfo(False)
         media_type = resp.headers.get("Content-Type")
         return ManifestInfo(True, resp.headers.get("Docker-Content-Digest"), media_type)
+
+    # -- blobs and manifests (used by code_layer) --------------------------------------------
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str | None]:
+        """GET a manifest: (raw bytes, media type, digest header). RegistryProtocolError on 404."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        resp = self.request(
+            "GET",
+            path,
+            scope=repository_scope(repository, "pull"),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200,),
+            action=f"GET {path}",
+        )
+        if resp.status_code == 404:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} has no manifest {repository}:{reference}",
+                404,
+            )
+        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        return resp.content, media_type, resp.headers.get("Docker-Content-Digest")
+
+    def get_blob(self, repository: str, digest: str, *, stream: bool = False) -> Any:
+        """GET a blob (the response; ``stream`` to read it in pieces)."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        resp = self.request(
+            "GET",
+            path,
+            scope=repository_scope(repository, "pull"),
+            ok=(200,),
+            action=f"GET {path}",
+            stream=stream,
+        )
+        if resp.status_code == 404:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} has no blob {digest} in {repository}",
+                404,
+            )
+        return resp
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        """HEAD a blob in ``repository`` (push scope: the caller is about to upload it)."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        resp = self.request(
+            "HEAD",
+            path,
+            scope=repository_scope(repository, "pull,push"),
+            ok=(200,),
+            action=f"HEAD {path}",
+        )
+        return bool(resp.status_code == 200)
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
+        """Cross-repository mount. None when mounted (201); else the upload URL the registry
+        opened instead (202), for the caller to finish with upload_blob."""
+        path = f"/v2/{repository}/blobs/uploads/"
+        scope = (
+            f"{repository_scope(repository, 'pull,push')} "
+            f"{repository_scope(from_repository, 'pull')}"
+        )
+        resp = self.request(
+            "POST",
+            path,
+            scope=scope,
+            params={"mount": digest, "from": from_repository},
+            ok=(201, 202),
+            action=f"POST {path}?mount={digest}&from={from_repository}",
+        )
+        if resp.status_code == 201:
+            return None
+        if resp.status_code == 202 and resp.headers.get("Location"):
+            return self._absolute(resp.headers["Location"])
+        self._fail(
+            RegistryProtocolError,
+            f"Registry {self.registry} answered {resp.status_code} to a blob mount into "
+            f"{repository}",
+            resp.status_code,
+        )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _absolute(self, location: str) -> str:
+        return f"{self.base_url}{location}" if location.startswith("/") else location
+
+    def start_upload(self, repository: str) -> str:
+        """POST an upload session; return its URL."""
+        path = f"/v2/{repository}/blobs/uploads/"
+        resp = self.request(
+            "POST",
+            path,
+            scope=repository_scope(repository, "pull,push"),
+            ok=(202,),
+            action=f"POST {path}",
+        )
+        location = resp.headers.get("Location")
+        if resp.status_code != 202 or not location:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} opened no upload for {repository} ({resp.status_code})",
+                resp.status_code,
+            )
+        return self._absolute(str(location))
+
+    def upload_blob(
+        self,
+        repository: str,
+        digest: str,
+        data: Any,
+        *,
+        location: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        """Monolithic upload (POST, then one PUT with the whole body and ``?digest=``).
+
+        ``data`` is bytes or a file-like object with ``__len__`` or a real file (the length goes
+        in Content-Length, so the registry never sees a chunked body).
+        """
+        url = location or self.start_upload(repository)
+        parts = urlsplit(url)
+        query = [*parse_qsl(parts.query, keep_blank_values=True), ("digest", digest)]
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+        resp = self.request(
+            "PUT",
+            url,
+            scope=scope or repository_scope(repository, "pull,push"),
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+            ok=(201, 204),
+            action=f"PUT blob {digest} into {repository}",
+        )
+        if resp.status_code == 404:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} lost the upload of {digest} into {repository}",
+                404,
+            )
+
+    def put_manifest(
+        self, repository: str, reference: str, body: bytes, media_type: str
+    ) -> str | None:
+        """PUT a manifest; return the digest the registry reports."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        resp = self.request(
+            "PUT",
+            path,
+            scope=repository_scope(repository, "pull,push"),
+            headers={"Content-Type": media_type},
+            data=body,
+            ok=(201,),
+            action=f"PUT {path}",
+        )
+        if resp.status_code == 404:
+            self._fail(
+                RegistryProtocolError,
+                f"Registry {self.registry} answered 404 to PUT {path}{_error_detail(resp)}",
+                404,
+            )
+        digest = resp.headers.get("Docker-Content-Digest")
+        return str(digest) if digest else None
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -440,8 +440,8 @@ class TrainingRunner:
                     break
             if target == "complete":
                 remaining = max(deadline - time.monotonic(), 1.0)
-                job = self._finished_job(spec, remaining)
-                failure = diagnose_job(job) if job else None
+                finished = self._finished_job(spec, remaining)
+                failure = diagnose_job(finished) if finished else None
                 if failure:
                     self._fail(spec, result, pods, failure)
                 result.phase = "Succeeded"
