@@ -56,6 +56,7 @@ from ansible_collections.urm.training.plugins.module_utils._registry import (
 )
 
 FORMAT_VERSION = "urm-code-layer-v1"
+USER_AGENT = "urm.training.code_layer"
 TAG_PREFIX = "code-"
 TAG_HEX = 16
 DEFAULT_EXCLUDES = ("**/.git", "data", "checkpoints", "**/__pycache__", "wandb")
@@ -672,6 +673,7 @@ def _append(
         ca_cert=params.get("registry_ca_cert"),
         validate_certs=bool(params.get("registry_validate_certs", True)),
         timeout=float(params.get("registry_timeout") or 60.0),
+        user_agent=USER_AGENT,
     )
     if user:
         try:

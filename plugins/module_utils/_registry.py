@@ -204,6 +204,7 @@ class RegistryClient:
         validate_certs: bool = True,
         timeout: float = 15.0,
         session: Any = None,
+        user_agent: str | None = None,
     ) -> None:
         if requests is None:
             raise RegistryError(
@@ -221,6 +222,9 @@ class RegistryClient:
 
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.session = session or requests.Session()
+        if user_agent:
+            # Names the module in the registry's access log.
+            self.session.headers["User-Agent"] = user_agent
         self._challenges: list[Challenge] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
 
