@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
 
-from . import build, kube, podman, registry
+from . import build, kube, podman, realnode, registry
 from .pki import ensure_pki
 from .processes import ComponentFailed, pid_alive, port_is_free
 from .settings import NAMESPACE, Settings
@@ -47,10 +48,16 @@ def health(settings: Settings) -> dict[str, bool]:
     status = kube.healthy(settings)
     status.update(registry.health(settings))
     status["podman-service"] = podman.socket_answers(settings)
+    if realnode.is_configured(settings):
+        status.update(realnode.health(settings))
     return status
 
 
 def _stop_everything(settings: Settings) -> None:
+    # The real node's pods go first, while the apiserver can still tell the kubelet to stop them.
+    if realnode.is_configured(settings):
+        realnode.stop_pods(settings)
+        realnode.stop(settings)
     kube.delete(settings)
     registry.stop(settings)
     podman.service(settings).stop()
@@ -60,9 +67,16 @@ def _stop_everything(settings: Settings) -> None:
 def up(settings: Settings) -> int:
     started = time.monotonic()
     check_prerequisites()
+    if settings.real_node:
+        realnode.ensure_prerequisites()
     build.build()
     if settings.ready_marker.exists():
         status = health(settings)
+        if settings.real_node and not realnode.is_configured(settings):
+            raise SystemExit(
+                f"localcluster: the world in {settings.state_dir} runs without a real node; "
+                "run `localcluster down` first (with the same environment) to recreate it with one"
+            )
         if all(status.values()):
             _say(f"already up and healthy; nothing to do ({time.monotonic() - started:.1f}s)")
             return 0
@@ -106,6 +120,10 @@ def up(settings: Settings) -> int:
         podman.login(settings)
         _say("building and pushing library/busybox")
         podman.push(settings, podman.build_busybox(settings))
+        if settings.real_node:
+            realnode.start(settings)
+            _say("real node: building and pushing library/python")
+            podman.push(settings, realnode.build_python(settings))
     except (ComponentFailed, SystemExit, Exception) as error:
         _say("up failed; stopping what it started (logs stay in " + str(settings.logs_dir) + ")")
         kube_logs = settings.kwok_cluster_dir / "logs"
@@ -126,10 +144,10 @@ def up(settings: Settings) -> int:
 def down(settings: Settings) -> int:
     started = time.monotonic()
     _stop_everything(settings)
+    pids = kube.component_pids(settings)
+    pids.update({name: proc.pid() for name, proc in realnode.processes(settings).items()})
     leftovers = [
-        f"{name} (pid {pid})"
-        for name, pid in kube.component_pids(settings).items()
-        if pid is not None and pid_alive(pid)
+        f"{name} (pid {pid})" for name, pid in pids.items() if pid is not None and pid_alive(pid)
     ]
     if leftovers:
         raise SystemExit(f"localcluster: these components did not stop: {', '.join(leftovers)}")
@@ -143,6 +161,8 @@ def status(settings: Settings, as_json: bool) -> int:
     pids = kube.component_pids(settings)
     pids.update({name: proc.pid() for name, proc in registry.processes(settings).items()})
     pids["podman-service"] = podman.service(settings).pid()
+    if realnode.is_configured(settings):
+        pids.update({name: proc.pid() for name, proc in realnode.processes(settings).items()})
     ok = bool(state) and all(state.values()) and settings.ready_marker.exists()
     if as_json:
         print(json.dumps({"healthy": ok, "checks": state, "pids": pids}, indent=2))
@@ -175,6 +195,10 @@ def env(settings: Settings) -> int:
         "CONTAINERS_CONF": settings.containers_conf,
         "PATH": f"{build.binary_paths()['kubectl'].parent}:$PATH",
     }
+    if realnode.is_configured(settings):
+        exports["URM_LOCALCLUSTER_REAL_NODE_NAME"] = realnode.NODE_NAME
+        exports["URM_LOCALCLUSTER_REAL_NODE_ACCELERATOR"] = realnode.ACCELERATOR
+        exports["URM_LOCALCLUSTER_PYTHON_IMAGE"] = realnode.python_image(settings)
     for key, value in exports.items():
         quoted = f'"{value}"' if key == "PATH" else f"'{value}'"
         print(f"export {key}={quoted}")
@@ -184,7 +208,14 @@ def env(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="localcluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="build what is missing and start the local world (idempotent)")
+    up_parser = sub.add_parser(
+        "up", help="build what is missing and start the local world (idempotent)"
+    )
+    up_parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also run a real kubelet + containerd node (or URM_LOCALCLUSTER_REAL_NODE=1)",
+    )
     sub.add_parser("down", help="stop every process started by up and remove the state")
     status_parser = sub.add_parser("status", help="show each component and its health")
     status_parser.add_argument("--json", action="store_true")
@@ -201,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings.load()
     if args.command == "up":
+        if args.real_node:
+            settings = dataclasses.replace(settings, real_node=True)
         sys.exit(up(settings))
     if args.command == "down":
         sys.exit(down(settings))

@@ -104,6 +104,40 @@ spec:
 """
 
 
+def _real_node_patches(settings: Settings) -> str:
+    """kube-apiserver talks to the real kubelet (logs, exec) as kwokctl's admin; kwok manages
+    only the annotated fake nodes (the binary runtime passes --manage-all-nodes=true, and the
+    later flags win)."""
+    pki = settings.kwok_cluster_dir / "pki"
+    selector = ",".join(f"{k}={v}" for k, v in world.FAKE_NODE_ANNOTATION.items())
+    patches = [
+        {
+            "name": "kube-apiserver",
+            "extraArgs": [
+                {"key": "advertise-address", "value": "127.0.0.1"},
+                {"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
+                {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
+                # The node's name does not resolve; its InternalIP does.
+                {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname"},
+            ],
+        },
+        {
+            "name": "kwok-controller",
+            "extraArgs": [
+                {"key": "manage-all-nodes", "value": "false"},
+                {"key": "manage-nodes-with-annotation-selector", "value": selector},
+            ],
+        },
+    ]
+    return json.dumps(
+        {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "componentsPatches": patches,
+        }
+    )
+
+
 def _stage_config() -> str:
     root = _kwok_module_dir() / "kustomize" / "stage"
     stages = [(root / name).read_text() for name in STAGE_FILES]
@@ -162,6 +196,12 @@ def create(settings: Settings) -> None:
         "--wait",
         "90s",
     ]
+    if settings.real_node:
+        # kwokctl v0.8.0's --extra-args indexes its patches wrongly when a second component
+        # repeats a key (index out of range), so the real node's patches go in the config file.
+        stages.write_text(_stage_config() + "\n---\n" + _real_node_patches(settings))
+        where = argv.index("--extra-args")
+        del argv[where : where + 2]
     result = subprocess.run(argv, capture_output=True, text=True, env=tool_env(settings))
     if result.returncode != 0:
         raise ComponentFailed(
@@ -215,10 +255,12 @@ def _nodes_ready(settings: Settings) -> bool:
     if out.returncode != 0:
         return False
     items = json.loads(out.stdout)["items"]
+    fake = {spec[0] for spec in world.NODES}
     ready = [
         n
         for n in items
-        if any(
+        if n["metadata"]["name"] in fake
+        and any(
             c["type"] == "Ready" and c["status"] == "True"
             for c in n.get("status", {}).get("conditions", [])
         )
@@ -266,7 +308,9 @@ def _write_kubeconfig(settings: Settings, path: Path, account: str, token: str) 
 
 def populate(settings: Settings) -> None:
     """Nodes, storage and the `aic` namespace, then kubeconfigs for the namespace-only users."""
-    apply(settings, world.all_nodes() + world.storage() + world.namespace())
+    # On a real node the hostPath volumes really exist: keep them in this world's state dir.
+    volume_root = settings.realnode_dir / "volumes" if settings.real_node else None
+    apply(settings, world.all_nodes() + world.storage(volume_root) + world.namespace())
     _wait("the simulated nodes to be Ready", lambda: _nodes_ready(settings))
     _wait(
         f"the default ServiceAccount in {NAMESPACE}",

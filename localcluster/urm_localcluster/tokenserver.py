@@ -131,6 +131,12 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self) -> None:
+        # Harbor's /service/token is GET only (its beego controller answers POST with 405).
+        # containerd tries the OAuth2 POST first and falls back to GET on 405 with a username;
+        # http.server's default 501 would make it give up.
+        self._reply(405, {"errors": [{"code": "UNSUPPORTED", "message": "Method Not Allowed"}]})
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/healthz":

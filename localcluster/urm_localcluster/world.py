@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .settings import NAMESPACE
@@ -61,7 +62,11 @@ def node(
     }
 
 
-def storage() -> list[dict[str, Any]]:
+VOLUME_ROOT = Path("/var/lib/urm-localcluster")
+
+
+def storage(root: Path | None = None) -> list[dict[str, Any]]:
+    root = root or VOLUME_ROOT
     objects: list[dict[str, Any]] = []
     for storage_class, mode, sizes in VOLUMES:
         objects.append(
@@ -90,7 +95,7 @@ def storage() -> list[dict[str, Any]]:
                         "accessModes": [mode],
                         "persistentVolumeReclaimPolicy": "Retain",
                         "hostPath": {
-                            "path": f"/var/lib/urm-localcluster/{storage_class}/{index}",
+                            "path": str(root / storage_class / str(index)),
                             "type": "DirectoryOrCreate",
                         },
                     },
