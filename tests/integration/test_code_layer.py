@@ -26,7 +26,7 @@ from ansible_collections.urm.training.plugins.module_utils._registry import (
     RegistryClient,
 )
 from tests.conftest import LocalCluster
-from tests.integration.ansible_runner import RunResult, run_module
+from tests.integration.ansible_runner import RunResult, run_module, run_playbook
 
 pytestmark = pytest.mark.integration
 
@@ -501,3 +501,101 @@ def test_docker_config_credential(localcluster: LocalCluster, tmp_path: Path) ->
     assert run.rc == 0, run.output[-3000:]
     assert run.adhoc["action"] == "appended"
     assert_no_secret(localcluster, run)
+
+
+def test_roles_build_deps_append_code_and_label_the_job(
+    localcluster: LocalCluster, tmp_path: Path
+) -> None:
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    (deps / "Dockerfile").write_text(
+        f"FROM {localcluster.registry_token}/{BASE_PATH}:latest\nLABEL urm.deps=code-layer-test\n"
+    )
+    src = make_tree(tmp_path / "src")
+    git(src, "init", "-q")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "code")
+    commit = git(src, "rev-parse", "HEAD")
+    (src / "train.py").write_text("print('uncommitted')\n")
+    name = f"code-{uuid.uuid4().hex[:6]}"
+    repository = f"{localcluster.registry_token}/aic-misc/code-role-test"
+    play = [{
+        "name": "Build deps, append the code, launch",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "module_defaults": {
+            "group/urm.training.k8s": {
+                "kubeconfig": str(localcluster.researcher_nodes_kubeconfig)
+            }
+        },
+        "roles": [
+            {
+                "role": "urm.training.image_build",
+                "vars": {
+                    "image_build_builder": "docker",
+                    "image_build_repository": repository,
+                    "image_build_context_dir": str(deps),
+                    "image_build_docker_host": localcluster.docker_host,
+                    "image_build_registry_username": "researcher",
+                    "image_build_registry_password":
+                        "{{ lookup('ansible.builtin.env', 'URM_TEST_REGISTRY_PASSWORD') }}",
+                    "image_build_registry_ca_cert": str(localcluster.ca_cert),
+                    "image_build_code_dir": str(src),
+                },
+            },
+            {
+                "role": "urm.training.training_launch",
+                "vars": {
+                    "training_launch_namespace": localcluster.namespace,
+                    "training_launch_run_name": name,
+                    "training_launch_command": ["/bin/true"],
+                    "training_launch_gpus": 1,
+                    "training_launch_memory_per_gpu": "2Gi",
+                    "training_launch_shm_size": "1Gi",
+                    "training_launch_image_pull_secrets": [],
+                    "training_launch_wait": "complete",
+                },
+            },
+        ],
+        "post_tasks": [
+            {
+                "name": "Show the refs",
+                "ansible.builtin.debug": {
+                    "msg": "{{ {'code': image_build_ref, 'deps': image_build_deps_ref} }}"
+                },
+            },
+        ],
+    }]  # fmt: skip
+    try:
+        run = run_playbook(
+            play, env={"URM_TEST_REGISTRY_PASSWORD": localcluster.users["researcher"]}
+        )
+        assert run.rc == 0, run.output[-4000:]
+        refs = run.task("Show the refs")["msg"]
+        code = run.task("Append the code as one layer on the deps image")
+        assert refs["code"] == code["image_ref"] and refs["code"] != refs["deps"]
+        assert code["base_image"] == refs["deps"]  # appended to the deps image's digest
+        job = json.loads(
+            localcluster.kubectl(
+                "-n", localcluster.namespace, "get", "job", name, "-o", "json"
+            ).stdout
+        )
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == refs["code"]
+        labels = job["metadata"]["labels"]
+        assert labels["training.urm.io/git-commit"] == commit
+        assert labels["training.urm.io/git-dirty"] == "true"
+        assert_no_secret(localcluster, run)
+    finally:
+        for kind in ("job", "pod", "configmap"):
+            target = name if kind != "configmap" else f"urm-run-{name}"
+            localcluster.kubectl(
+                "-n",
+                localcluster.namespace,
+                "delete",
+                kind,
+                target,
+                "--ignore-not-found",
+                "--wait=true",
+                "--cascade=foreground",
+                check=False,
+            )
