@@ -364,3 +364,23 @@ def test_mount_refused_falls_back_to_a_streamed_copy() -> None:
     assert stored[digest] == blob
     assert appender.copied == [digest] and appender.mounted == []
     assert appender.uploaded_bytes == len(blob)
+
+
+def test_ansible_doc_renders_and_documents_every_option() -> None:
+    import sys
+
+    from ansible_collections.urm.training.plugins.module_utils._oci_append import ARGUMENT_SPEC
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-doc"), "--json", "urm.training.code_layer"],
+        cwd=repo, capture_output=True, text=True, check=False, timeout=120,
+        env={"ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    doc = json.loads(out.stdout)["urm.training.code_layer"]["doc"]
+    assert set(doc["options"]) == set(ARGUMENT_SPEC)
+    for name, spec in ARGUMENT_SPEC.items():
+        assert doc["options"][name]["type"] == spec["type"], name
+        assert doc["options"][name].get("default") == spec.get("default"), name
+    assert doc["attributes"]["check_mode"]["support"] == "full"
