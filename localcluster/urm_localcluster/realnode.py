@@ -38,7 +38,8 @@ PAUSE_TAG = "3.10.2"
 PAUSE_IMAGE = f"localhost/urm-pause:{PAUSE_TAG}"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 PYTHON_SUITE = "bookworm"
-PYTHON_PACKAGES = ("python3-minimal",)
+# python3-minimal alone lacks most of the standard library (json, for one): take python3.
+PYTHON_PACKAGES = ("python3",)
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 NODE_LABELS = {
     "accelerator": ACCELERATOR,

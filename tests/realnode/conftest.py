@@ -1,0 +1,99 @@
+"""A second, isolated local world with a real node (kubelet + containerd), for tests/realnode.
+
+It never touches the default world: its own state dir and ports (override them with the same
+URM_LOCALCLUSTER_* variables prefixed URM_REALNODE_, e.g. URM_REALNODE_STATE). A healthy world
+with a real node at that state dir is reused and left running; otherwise it is brought up with
+`localcluster up --real-node` and taken down at the end (URM_KEEP_LOCALCLUSTER=1 keeps it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LocalCluster, localcluster_cli
+
+DEFAULTS = {
+    "STATE": "/var/tmp/urm-lc-realnode",
+    "APISERVER_PORT": "26443",
+    "REGISTRY_TOKEN_PORT": "25000",
+    "REGISTRY_BASIC_PORT": "25001",
+    "TOKEN_SERVER_PORT": "25002",
+    "KUBELET_PORT": "20250",
+    "KUBELET_HEALTHZ_PORT": "20248",
+}
+
+
+def world_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key, default in DEFAULTS.items():
+        env[f"URM_LOCALCLUSTER_{key}"] = os.environ.get(f"URM_REALNODE_{key}", default)
+    env["URM_LOCALCLUSTER_REAL_NODE"] = "1"
+    return env
+
+
+class RealNodeWorld(LocalCluster):
+    """The isolated world, plus what `env` exports about its real node."""
+
+    env: dict[str, str]
+    node: str
+    accelerator: str
+    python_image: str
+    authfile: Path
+
+    def podman(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env, CONTAINERS_CONF=str(self.containers_conf))
+        return subprocess.run(
+            ["podman", *args], capture_output=True, text=True, env=env, check=True, timeout=300
+        )
+
+
+def _load(env: dict[str, str]) -> RealNodeWorld:
+    exports: dict[str, str] = {}
+    for line in localcluster_cli("env", env=env).stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        exports[key] = shlex.split(value)[0]
+    credentials = Path(exports["URM_LOCALCLUSTER_CREDENTIALS"])
+    world = RealNodeWorld(
+        exports=exports,
+        admin_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_ADMIN"]),
+        researcher_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER"]),
+        researcher_nodes_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER_NODES"]),
+        namespace=exports["URM_LOCALCLUSTER_NAMESPACE"],
+        registry_token=exports["URM_LOCALCLUSTER_REGISTRY"],
+        registry_basic=exports["URM_LOCALCLUSTER_REGISTRY_BASIC"],
+        token_realm=exports["URM_LOCALCLUSTER_TOKEN_REALM"],
+        ca_cert=Path(exports["URM_LOCALCLUSTER_CA_CERT"]),
+        credentials_file=credentials,
+        audit_log=Path(exports["URM_LOCALCLUSTER_AUDIT_LOG"]),
+        docker_host=exports["DOCKER_HOST"],
+        containers_conf=Path(exports["CONTAINERS_CONF"]),
+        kubectl_path=Path(exports["PATH"].split(":")[0]) / "kubectl",
+        users=json.loads(credentials.read_text())["registry_users"],
+    )
+    world.env = env
+    world.node = exports["URM_LOCALCLUSTER_REAL_NODE_NAME"]
+    world.accelerator = exports["URM_LOCALCLUSTER_REAL_NODE_ACCELERATOR"]
+    world.python_image = exports["URM_LOCALCLUSTER_PYTHON_IMAGE"]
+    world.authfile = Path(env["URM_LOCALCLUSTER_STATE"]) / "podman-auth.json"
+    return world
+
+
+@pytest.fixture(scope="session")
+def realnode() -> Iterator[RealNodeWorld]:
+    env = world_env()
+    status = localcluster_cli("status", "--json", env=env, check=False)
+    was_up = status.returncode == 0 and "real-node-ready" in json.loads(status.stdout)["checks"]
+    if not was_up:
+        result = localcluster_cli("up", "--real-node", env=env, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"localcluster up --real-node failed:\n{result.stderr[-4000:]}")
+    yield _load(env)
+    if not was_up and os.environ.get("URM_KEEP_LOCALCLUSTER") != "1":
+        localcluster_cli("down", env=env, check=False)
