@@ -498,7 +498,15 @@ class _Appender:
     def base_digest(self) -> str:
         if self.base.digest:
             return self.base.digest
-        info = self.client.manifest_head(self.base.repository.path, self.base.reference)
+        try:
+            info = self.client.manifest_head(self.base.repository.path, self.base.reference)
+        except RegistryAuthError:
+            # The credential itself was accepted before; a 401 here is a missing pull right.
+            raise ContextError(
+                f"base={self.base}: the registry refuses to let {self.client._who()} read it "
+                "(401 on its manifest; Harbor answers so for a project that does not exist, too): "
+                f"check the name, or ask for pull access to {self.base.repository.path}"
+            ) from None
         if not info.exists:
             raise ContextError(
                 f"base={self.base} does not exist in registry {self.target.registry}: check the "

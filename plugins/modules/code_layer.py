@@ -204,6 +204,10 @@ platform_digest:
   description: The digest of the single-platform base manifest the layer went on.
   returned: when a new manifest was computed
   type: str
+media_type:
+  description: The media type of the new manifest (the base's, OCI or Docker v2).
+  returned: when a new manifest was computed
+  type: str
 layer_digest:
   description: Digest of the gzip layer blob.
   returned: always

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from ansible_collections.urm.training.plugins.module_utils._oci_append import (
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
     OCI_INDEX,
     USER_AGENT,
 )
@@ -599,3 +601,74 @@ def test_roles_build_deps_append_code_and_label_the_job(
                 "--cascade=foreground",
                 check=False,
             )
+
+
+def test_base_without_pull_right_fails_clearly(localcluster: LocalCluster, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    repo = unique_repo()
+    run = code_layer(
+        localcluster, src, repo, base=f"{localcluster.registry_token}/other-project/base:1"
+    )
+    assert run.rc != 0
+    msg = run.adhoc["msg"]
+    assert "base=" in msg and "refuses to let user 'researcher' read it" in msg, msg
+    assert tags_of(localcluster, repo) == []
+
+
+def docker_v2_base(lc: LocalCluster) -> str:
+    """busybox re-described as a Docker v2 schema 2 manifest (same blobs) in aic-misc."""
+    client = admin(lc)
+    repo = unique_repo("v2s2-base")
+    manifest = client.request(
+        "GET",
+        f"/v2/{BASE_PATH}/manifests/latest",
+        scope=f"repository:{BASE_PATH}:pull",
+        headers={"Accept": MANIFEST_ACCEPT},
+    ).json()
+    for blob in [manifest["config"], *manifest["layers"]]:
+        assert client.mount_blob(repo, blob["digest"], BASE_PATH) is None
+    docker = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {
+            **manifest["config"],
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+        },
+        "layers": [{**layer, "mediaType": DOCKER_LAYER} for layer in manifest["layers"]],
+    }
+    client.put_manifest(repo, "v2s2", json.dumps(docker).encode(), DOCKER_MANIFEST)
+    return f"{lc.registry_token}/{repo}:v2s2"
+
+
+def test_docker_v2_base_gets_a_docker_v2_manifest_that_runs(
+    localcluster: LocalCluster, tmp_path: Path, authfile: Path
+) -> None:
+    src = make_tree(tmp_path / "src")
+    base = docker_v2_base(localcluster)
+    repo = unique_repo()
+    run = code_layer(localcluster, src, repo, base=base, workdir="/workspace/pkg")
+    assert run.rc == 0, run.output[-3000:]
+    assert run.adhoc["media_type"] == DOCKER_MANIFEST
+    raw = admin(localcluster).request(
+        "GET",
+        f"/v2/{repo}/manifests/{run.adhoc['tag']}",
+        scope=f"repository:{repo}:pull",
+        headers={"Accept": MANIFEST_ACCEPT},
+    )
+    manifest = raw.json()
+    assert manifest["mediaType"] == DOCKER_MANIFEST and "annotations" not in manifest
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {DOCKER_LAYER}
+    out = podman(
+        localcluster,
+        "run",
+        "--rm",
+        "--authfile",
+        str(authfile),
+        run.adhoc["image_ref"],
+        "sh",
+        "-c",
+        "pwd; cat model.py",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["/workspace/pkg", "LAYERS = 4"]
+    podman(localcluster, "rmi", "-f", run.adhoc["image_ref"])
