@@ -86,13 +86,13 @@ def ensure_prerequisites() -> None:
     if not missing:
         return
     _say(f"real node: installing Debian packages {' '.join(missing)}")
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-    )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    result = subprocess.run(install, capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        # A fresh machine may have no package lists yet.
+        subprocess.run(["apt-get", "update"], capture_output=True, text=True, check=False, env=env)
+        result = subprocess.run(install, capture_output=True, text=True, check=False, env=env)
     still = missing_packages()
     if result.returncode != 0 or still:
         raise SystemExit(
