@@ -7,6 +7,8 @@ Debian's containerd, beside the KWOK nodes. Every pod here runs on that node for
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.ansible_runner import run_module
+from tests.integration import ansible_runner
+from tests.integration.ansible_runner import REPO, RunResult, run_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.realnode]
 
@@ -304,3 +307,63 @@ def test_a_tiny_memory_limit_ends_in_oomkilled_and_the_diagnosis_says_so(
     )["items"][0]
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["reason"] == "OOMKilled" and terminated["exitCode"] == 137
+
+
+def train_yml(env: dict[str, str], extra: dict[str, Any]) -> RunResult:
+    """ansible-playbook train.yml -i inventories/local, as a user runs it (run_playbook writes
+    its own localhost inventory, which lacks inventories/local's group_vars)."""
+    with tempfile.TemporaryDirectory(prefix="urm-play-") as tmp:
+        cmd = [
+            str(ansible_runner.BIN / "ansible-playbook"),
+            "-i",
+            str(REPO / "inventories" / "local"),
+            str(REPO / "train.yml"),
+            "-e",
+            json.dumps(extra),
+        ]
+        return ansible_runner._run(cmd, ansible_runner._env(env, Path(tmp)), 300)
+
+
+def test_train_yml_runs_on_the_real_node_and_a_rerun_changes_nothing(
+    realnode, cleanup, tmp_path: Path
+) -> None:
+    """The `default` Molecule scenario's play (train.yml on inventories/local), pointed at this
+    world and sized for the real node: docker_build through podman, push, pull with the Secret,
+    a real container that writes its checkpoint to the PVC."""
+    name = f"rn-flow-{uuid.uuid4().hex[:6]}"
+    cleanup.append(("pvc", f"{name}-checkpoints"))
+    cleanup.append(("job", name))
+    # image/local-trainer, FROM this world's registry instead of the default world's.
+    context = tmp_path / "local-trainer"
+    shutil.copytree(REPO / "image" / "local-trainer", context)
+    dockerfile = context / "Dockerfile"
+    dockerfile.write_text(
+        dockerfile.read_text().replace("127.0.0.1:15000/", f"{realnode.registry_token}/")
+    )
+    extra = {
+        "urm_registry": realnode.registry_token,
+        "urm_image_context": str(context),
+        "urm_localcluster_kubeconfig": "kubeconfig-researcher-nodes.yaml",
+        "urm_run_name": name,
+        "urm_gpu_type": realnode.accelerator,
+        "urm_gpus": 1,
+        "urm_memory_per_gpu": "256Mi",
+        "urm_shm_size": "16Mi",
+        "urm_checkpoint_size": "1Gi",
+        "training_launch_cpu_per_gpu": "500m",
+        "training_launch_min_compute_capability": 0,
+    }
+    env = {"URM_LOCALCLUSTER_STATE": realnode.env["URM_LOCALCLUSTER_STATE"]}
+    first = train_yml(env, extra)
+    assert first.rc == 0, first.output[-3000:]
+    assert f"run {name}: created, phase Succeeded on {realnode.node}" in first.output
+    logs = realnode.kubectl("-n", realnode.namespace, "logs", f"job/{name}").stdout
+    assert "training" in logs and logs.rstrip().endswith("done"), logs
+    pvc = get_json(realnode, "pvc", f"{name}-checkpoints")
+    pv = json.loads(realnode.kubectl("get", "pv", pvc["spec"]["volumeName"], "-o", "json").stdout)
+    checkpoint = Path(pv["spec"]["hostPath"]["path"]) / "last.ckpt"
+    assert checkpoint.read_text().strip() == "step=100"
+    second = train_yml(env, extra)
+    assert second.rc == 0, second.output[-3000:]
+    assert "changed=0" in second.output, second.output[-2000:]
+    checkpoint.unlink()
