@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import build, world
+from .pki import write_private
 from .processes import ComponentFailed, log_tail, port_is_open
 from .settings import CLUSTER_NAME, NAMESPACE, Settings
 
@@ -301,9 +302,7 @@ def _write_kubeconfig(settings: Settings, path: Path, account: str, token: str) 
         ],
         "current-context": f"localcluster-{account}",
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(config, handle, indent=2)
+    write_private(path, json.dumps(config, indent=2))
 
 
 def populate(settings: Settings) -> None:

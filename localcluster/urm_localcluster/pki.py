@@ -15,10 +15,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 VALIDITY = datetime.timedelta(days=365)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write a file that only its owner may read (keys, passwords, kubeconfigs)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        handle.write(data.encode() if isinstance(data, str) else data)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -103,6 +104,6 @@ def ensure_pki(pki_dir: Path) -> None:
     pem = serialization.Encoding.PEM
     (pki_dir / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
     (pki_dir / "registry.crt").write_bytes(server_cert.public_bytes(pem))
-    _write_private(pki_dir / "registry.key", _pem_key(server_key))
+    write_private(pki_dir / "registry.key", _pem_key(server_key))
     (pki_dir / "token-signing.crt").write_bytes(signing_cert.public_bytes(pem))
-    _write_private(pki_dir / "token-signing.key", _pem_key(signing_key))
+    write_private(pki_dir / "token-signing.key", _pem_key(signing_key))

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import build, kube
+from .pki import write_private
 from .processes import ComponentFailed, Process, log_tail, port_is_free
 from .settings import Settings
 
@@ -454,15 +455,14 @@ def _node_credentials(settings: Settings, lay: Layout) -> tuple[Path, Path]:
     lay.pki.mkdir(parents=True, exist_ok=True)
     crt, keyfile = lay.pki / "kubelet-client.crt", lay.pki / "kubelet-client.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    write_private(
+        keyfile,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
     return crt, keyfile
 
 
@@ -488,9 +488,7 @@ def _kubelet_kubeconfig(settings: Settings, lay: Layout) -> None:
         ],
         "current-context": "kubelet",
     }
-    fd = os.open(lay.kubelet_kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(config, handle, indent=2)
+    write_private(lay.kubelet_kubeconfig, json.dumps(config, indent=2))
 
 
 def node_ip() -> str:

@@ -14,17 +14,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from .pki import write_private
 from .processes import Process
 from .settings import TOKEN_ISSUER, TOKEN_SERVICE, Settings
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 USERS = ("researcher", "lcadmin")
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
 
 
 def ensure_credentials(settings: Settings) -> dict[str, str]:
@@ -34,7 +29,7 @@ def ensure_credentials(settings: Settings) -> dict[str, str]:
         return json.loads(path.read_text())["registry_users"]
     users = {user: secrets.token_urlsafe(18) for user in USERS}
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    _write_private(path, json.dumps({"registry_users": users}, indent=2) + "\n")
+    write_private(path, json.dumps({"registry_users": users}, indent=2) + "\n")
     return users
 
 
@@ -51,7 +46,7 @@ def _htpasswd(settings: Settings, users: dict[str, str]) -> Path:
             check=True,
         ).stdout.strip()
         lines.append(out)
-    _write_private(path, "\n".join(lines) + "\n")
+    write_private(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -178,7 +173,7 @@ def start(settings: Settings) -> None:
     )
     for name, text in configs.items():
         path = regdir / f"{name}.yml"
-        _write_private(path, text)
+        write_private(path, text)
         procs[name].start([REGISTRY_BINARY, "serve", str(path)])
     checks = _checks(settings)
     for name, proc in procs.items():

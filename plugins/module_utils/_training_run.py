@@ -384,7 +384,7 @@ class TrainingRunner:
         except K8sError:
             return ""
 
-    def _fill(self, result: RunResult, pods: dict[str, dict[str, Any]]) -> None:
+    def fill(self, result: RunResult, pods: dict[str, dict[str, Any]]) -> None:
         result.pods = sorted(pods)
         result.nodes = sorted(
             {str(n) for p in pods.values() if (n := (p.get("spec") or {}).get("nodeName"))}
@@ -428,7 +428,7 @@ class TrainingRunner:
                             self._fail(spec, result, pods, failure)
                     continue
                 pods[name] = pod
-                self._fill(result, pods)
+                self.fill(result, pods)
                 problem = diagnose_pod(pod)
                 if problem is not None:
                     last = problem
@@ -491,7 +491,7 @@ class TrainingRunner:
         problem: Diagnosis,
         pod_name: str | None = None,
     ) -> None:
-        self._fill(result, pods)
+        self.fill(result, pods)
         message = problem.message
         if spec.kind == "Job":
             # Give the Job controller a moment to record its own verdict
@@ -564,7 +564,7 @@ def run_training(
             ] = pod
         for result in settled:
             phase = result.phase
-            runner._fill(result, by_run.get(result.name, {}))
+            runner.fill(result, by_run.get(result.name, {}))
             result.phase = phase or result.phase
     deadline = time.monotonic() + wait_timeout
     for spec, _, result in plan:
