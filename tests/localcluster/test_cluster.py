@@ -103,26 +103,36 @@ def test_nodes_are_ready_with_ice_like_allocatable(admin) -> None:
     assert not nodes["cpu-0"].spec.taints
 
 
-def test_eight_gpu_pod_lands_on_an_h100_node_and_runs(admin, localcluster, unique, cleanup) -> None:
+@pytest.fixture(scope="module")
+def scheduling_ns(admin) -> Iterator[str]:
+    """A namespace without quota, so scheduling tests see only the nodes, never the quota of
+    aic (whose usage other tests change, and the quota controller recounts asynchronously)."""
     core = client.CoreV1Api(admin)
-    core.create_namespaced_pod(localcluster.namespace, gpu_pod(unique, 8))
-    cleanup.append(("pod", unique))
+    name = f"lc-sched-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for("the default ServiceAccount", lambda: core.list_namespaced_service_account(name).items)
+    yield name
+    core.delete_namespace(name)
+
+
+def test_eight_gpu_pod_lands_on_an_h100_node_and_runs(admin, scheduling_ns, unique) -> None:
+    core = client.CoreV1Api(admin)
+    core.create_namespaced_pod(scheduling_ns, gpu_pod(unique, 8))
 
     def running() -> client.V1Pod | None:
-        pod = core.read_namespaced_pod(unique, localcluster.namespace)
+        pod = core.read_namespaced_pod(unique, scheduling_ns)
         return pod if pod.status.phase == "Running" else None
 
     pod = wait_for("the 8-GPU pod to run", running)
     assert pod.spec.node_name in {"h100-0", "h100-1"}
 
 
-def test_sixteen_gpu_pod_is_unschedulable(admin, localcluster, unique, cleanup) -> None:
+def test_sixteen_gpu_pod_is_unschedulable(admin, scheduling_ns, unique) -> None:
     core = client.CoreV1Api(admin)
-    core.create_namespaced_pod(localcluster.namespace, gpu_pod(unique, 16))
-    cleanup.append(("pod", unique))
+    core.create_namespaced_pod(scheduling_ns, gpu_pod(unique, 16))
 
     def unschedulable() -> Any:
-        pod = core.read_namespaced_pod(unique, localcluster.namespace)
+        pod = core.read_namespaced_pod(unique, scheduling_ns)
         for condition in pod.status.conditions or []:
             if condition.type == "PodScheduled" and condition.status == "False":
                 return condition
@@ -131,7 +141,7 @@ def test_sixteen_gpu_pod_is_unschedulable(admin, localcluster, unique, cleanup) 
     condition = wait_for("PodScheduled=False", unschedulable)
     assert condition.reason == "Unschedulable"
     assert "Insufficient nvidia.com/gpu" in condition.message
-    assert core.read_namespaced_pod(unique, localcluster.namespace).status.phase == "Pending"
+    assert core.read_namespaced_pod(unique, scheduling_ns).status.phase == "Pending"
 
 
 def _job(
