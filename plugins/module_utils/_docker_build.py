@@ -30,10 +30,11 @@ from ansible_collections.urm.training.plugins.module_utils._build_context import
     tar_gz,
 )
 from ansible_collections.urm.training.plugins.module_utils._registry import (
-    MASK,
+    REGISTRY_TLS_ARG_SPEC,
     RegistryAuthError,
     RegistryClient,
     RegistryError,
+    mask_secrets,
 )
 
 LOG_LINES = 50
@@ -53,9 +54,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "pull": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
     "timeout": {"type": "int", "default": 3600},
-    "registry_ca_cert": {"type": "path"},
-    "registry_validate_certs": {"type": "bool", "default": True},
-    "registry_timeout": {"type": "float", "default": 15.0},
+    **REGISTRY_TLS_ARG_SPEC,
 }
 
 
@@ -235,16 +234,9 @@ def run(params: Mapping[str, Any], check_mode: bool) -> tuple[bool, dict[str, An
     try:
         return _run(params, check_mode, secrets)
     except DockerBuildError as exc:
-        raise DockerBuildError(_scrub(exc.message, secrets), exc.result) from None
+        raise DockerBuildError(mask_secrets(exc.message, secrets), exc.result) from None
     except (ContextError, RegistryError) as exc:
-        raise DockerBuildError(_scrub(str(exc), secrets)) from None
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    return text
+        raise DockerBuildError(mask_secrets(str(exc), secrets)) from None
 
 
 def _run(

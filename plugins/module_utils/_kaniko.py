@@ -42,6 +42,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
 )
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     MASK,
+    REGISTRY_TLS_ARG_SPEC,
     RegistryAuthError,
     RegistryClient,
     RegistryError,
@@ -107,9 +108,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "wait": {"type": "bool", "default": True},
     "force": {"type": "bool", "default": False},
     "ttl": {"type": "int", "default": 3600},
-    "registry_ca_cert": {"type": "path"},
-    "registry_validate_certs": {"type": "bool", "default": True},
-    "registry_timeout": {"type": "float", "default": 15.0},
+    **REGISTRY_TLS_ARG_SPEC,
 }
 
 

@@ -48,10 +48,11 @@ from ansible_collections.urm.training.plugins.module_utils._docker_build import 
     _credential as registry_credential,
 )
 from ansible_collections.urm.training.plugins.module_utils._registry import (
-    MASK,
+    REGISTRY_TLS_ARG_SPEC,
     RegistryAuthError,
     RegistryClient,
     RegistryError,
+    mask_secrets,
     repository_scope,
 )
 
@@ -90,8 +91,8 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "registry_username": {"type": "str"},
     "registry_password": {"type": "str", "no_log": True},
     "docker_config": {"type": "path"},
-    "registry_ca_cert": {"type": "path"},
-    "registry_validate_certs": {"type": "bool", "default": True},
+    **REGISTRY_TLS_ARG_SPEC,
+    # Blob uploads of a code layer take longer than a manifest HEAD.
     "registry_timeout": {"type": "float", "default": 60.0},
 }
 
@@ -452,16 +453,9 @@ def run(params: Mapping[str, Any], check_mode: bool) -> tuple[bool, dict[str, An
     try:
         return _run(params, check_mode, secrets)
     except CodeLayerError as exc:
-        raise CodeLayerError(_scrub(exc.message, secrets), exc.result) from None
+        raise CodeLayerError(mask_secrets(exc.message, secrets), exc.result) from None
     except (ContextError, RegistryError) as exc:
-        raise CodeLayerError(_scrub(str(exc), secrets)) from None
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    return text
+        raise CodeLayerError(mask_secrets(str(exc), secrets)) from None
 
 
 def _options(params: Mapping[str, Any], git: tuple[str | None, bool | None]) -> ConfigOptions:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +34,22 @@ MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
 )
 MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 MASK = "********"
+
+# The registry connection options every registry-facing module takes (doc fragment registry_tls).
+REGISTRY_TLS_ARG_SPEC: dict[str, dict[str, Any]] = {
+    "registry_ca_cert": {"type": "path"},
+    "registry_validate_certs": {"type": "bool", "default": True},
+    "registry_timeout": {"type": "float", "default": 15.0},
+}
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every non-empty secret replaced by the mask."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^'\")]+")

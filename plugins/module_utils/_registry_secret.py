@@ -33,6 +33,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
 )
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     MASK,
+    REGISTRY_TLS_ARG_SPEC,
     RegistryClient,
     RegistryError,
 )
@@ -50,9 +51,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "service_account": {"type": "str"},
     "labels": {"type": "dict", "default": {}},
     "annotations": {"type": "dict", "default": {}},
-    "registry_ca_cert": {"type": "path"},
-    "registry_validate_certs": {"type": "bool", "default": True},
-    "registry_timeout": {"type": "float", "default": 15.0},
+    **REGISTRY_TLS_ARG_SPEC,
 }
 
 
