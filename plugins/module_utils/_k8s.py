@@ -60,6 +60,15 @@ AUTH_ARG_SPEC: dict[str, dict[str, Any]] = {
     "proxy": {"type": "str", "fallback": _fallback("proxy")},
 }
 
+
+def with_auth_options(*option_specs: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A module's argument spec: the shared auth options plus its own (copies, never shared)."""
+    spec = {k: dict(v) for k, v in AUTH_ARG_SPEC.items()}
+    for options in option_specs:
+        spec.update({k: dict(v) for k, v in options.items()})
+    return spec
+
+
 NO_CONFIG_MESSAGE = (
     "No Kubernetes configuration found. Set kubeconfig (env K8S_AUTH_KUBECONFIG) to a kubeconfig "
     "path or dict, optionally with context (K8S_AUTH_CONTEXT); or set host (K8S_AUTH_HOST) with "

@@ -39,6 +39,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
     K8sError,
     dns1123_label_error,
     dns1123_subdomain_error,
+    with_auth_options,
 )
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     MASK,
@@ -113,9 +114,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 
 
 def argument_spec() -> dict[str, dict[str, Any]]:
-    spec = {k: dict(v) for k, v in AUTH_ARG_SPEC.items()}
-    spec.update({k: dict(v) for k, v in ARGUMENT_SPEC.items()})
-    return spec
+    return with_auth_options(ARGUMENT_SPEC)
 
 
 class BuildError(Exception):

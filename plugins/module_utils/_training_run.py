@@ -19,6 +19,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
     K8sApiError,
     K8sClient,
     K8sError,
+    with_auth_options,
 )
 from ansible_collections.urm.training.plugins.module_utils._preflight import (
     PreflightError,
@@ -619,11 +620,8 @@ MODULE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def training_job_argument_spec(auth_spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    spec = {k: dict(v) for k, v in auth_spec.items()}
-    spec.update({k: dict(v) for k, v in RUN_OPTIONS.items()})
-    spec.update({k: dict(v) for k, v in MODULE_OPTIONS.items()})
-    return spec
+def training_job_argument_spec() -> dict[str, dict[str, Any]]:
+    return with_auth_options(RUN_OPTIONS, MODULE_OPTIONS)
 
 
 def expand_runs(params: dict[str, Any]) -> list[dict[str, Any]]:

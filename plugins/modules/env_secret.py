@@ -75,25 +75,25 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.urm.training.plugins.module_utils._env_secret import ensure_env_secret
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
-    AUTH_ARG_SPEC,
-    AUTH_ENV,
     K8sClient,
     K8sError,
+    with_auth_options,
 )
 
 
 def main() -> None:
-    spec = {k: dict(v) for k, v in AUTH_ARG_SPEC.items()}
-    spec.update(
-        name={"type": "str", "required": True},
-        namespace={"type": "str", "required": True},
-        data={"type": "dict", "default": {}, "no_log": True},
-        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+    spec = with_auth_options(
+        dict(
+            name={"type": "str", "required": True},
+            namespace={"type": "str", "required": True},
+            data={"type": "dict", "default": {}, "no_log": True},
+            state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+        )
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     try:
-        client = K8sClient.from_params({k: params.get(k) for k in AUTH_ENV})
+        client = K8sClient.from_params(params)
         result = ensure_env_secret(
             client,
             name=params["name"],

@@ -80,24 +80,24 @@ visibility:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
-    AUTH_ARG_SPEC,
-    AUTH_ENV,
     K8sClient,
     K8sError,
+    with_auth_options,
 )
 from ansible_collections.urm.training.plugins.module_utils._observe import gpu_summary
 
 
 def main() -> None:
-    spec = {k: dict(v) for k, v in AUTH_ARG_SPEC.items()}
-    spec.update(
-        namespace={"type": "str"},
-        accelerator_label={"type": "str", "default": "accelerator"},
+    spec = with_auth_options(
+        dict(
+            namespace={"type": "str"},
+            accelerator_label={"type": "str", "default": "accelerator"},
+        )
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     try:
-        client = K8sClient.from_params({k: params.get(k) for k in AUTH_ENV})
+        client = K8sClient.from_params(params)
         summary = gpu_summary(client, params["namespace"], params["accelerator_label"])
     except K8sError as exc:
         module.fail_json(msg=str(exc))

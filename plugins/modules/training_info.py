@@ -78,26 +78,26 @@ runs:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
-    AUTH_ARG_SPEC,
-    AUTH_ENV,
     K8sClient,
     K8sError,
+    with_auth_options,
 )
 from ansible_collections.urm.training.plugins.module_utils._observe import list_runs
 
 
 def main() -> None:
-    spec = {k: dict(v) for k, v in AUTH_ARG_SPEC.items()}
-    spec.update(
-        namespace={"type": "str", "required": True},
-        name={"type": "str"},
-        label_selector={"type": "str"},
-        tail_lines={"type": "int", "default": 0},
+    spec = with_auth_options(
+        dict(
+            namespace={"type": "str", "required": True},
+            name={"type": "str"},
+            label_selector={"type": "str"},
+            tail_lines={"type": "int", "default": 0},
+        )
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     try:
-        client = K8sClient.from_params({k: params.get(k) for k in AUTH_ENV})
+        client = K8sClient.from_params(params)
         runs = list_runs(
             client,
             params["namespace"],

@@ -322,8 +322,6 @@ runs:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
-    AUTH_ARG_SPEC,
-    AUTH_ENV,
     K8sClient,
     K8sError,
 )
@@ -338,7 +336,7 @@ from ansible_collections.urm.training.plugins.module_utils._training_run import 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=training_job_argument_spec(AUTH_ARG_SPEC),
+        argument_spec=training_job_argument_spec(),
         supports_check_mode=True,
         required_one_of=[("name", "runs")],
     )
@@ -346,7 +344,7 @@ def main() -> None:
     try:
         launching = params["state"] == "present"
         specs = [build_spec(run, launching) for run in expand_runs(params)]
-        client = K8sClient.from_params({k: params.get(k) for k in AUTH_ENV})
+        client = K8sClient.from_params(params)
         results, warnings = run_training(
             client,
             specs,
