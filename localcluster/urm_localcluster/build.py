@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -83,6 +84,19 @@ MODULES: tuple[GoModule, ...] = (
         "-s -w",
     ),
 )
+
+
+def module_source(dirname: str, module: str) -> Path:
+    """The Go module cache dir of the pinned ``module`` (downloaded if needed)."""
+    out = subprocess.run(
+        ["go", "list", "-m", "-json", module],
+        cwd=GO_DIR / dirname,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, GOFLAGS="-mod=mod"),
+    ).stdout
+    return Path(json.loads(out)["Dir"])
 
 
 def binary_paths() -> dict[str, Path]:

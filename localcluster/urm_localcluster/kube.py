@@ -65,15 +65,7 @@ def kubectl(
 
 
 def _kwok_module_dir() -> Path:
-    out = subprocess.run(
-        ["go", "list", "-m", "-json", "sigs.k8s.io/kwok"],
-        cwd=build.GO_DIR / "kwok",
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, GOFLAGS="-mod=mod"),
-    ).stdout
-    return Path(json.loads(out)["Dir"])
+    return build.module_source("kwok", "sigs.k8s.io/kwok")
 
 
 # What a kubelet does when a running pod is deleted: stop it, so the pod ends Failed. Without it a

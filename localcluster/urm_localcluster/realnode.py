@@ -277,15 +277,8 @@ def start_containerd(settings: Settings, lay: Layout) -> None:
 
 
 def _pause_source() -> Path:
-    out = subprocess.run(
-        ["go", "list", "-m", "-json", "k8s.io/kubernetes"],
-        cwd=build.GO_DIR / "kubernetes",
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, GOFLAGS="-mod=mod"),
-    ).stdout
-    return Path(json.loads(out)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    source = build.module_source("kubernetes", "k8s.io/kubernetes")
+    return source / "build" / "pause" / "linux" / "pause.c"
 
 
 def build_pause(settings: Settings, lay: Layout) -> Path:

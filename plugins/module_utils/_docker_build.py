@@ -29,6 +29,7 @@ from ansible_collections.urm.training.plugins.module_utils._build_context import
     scan,
     tar_gz,
 )
+from ansible_collections.urm.training.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     REGISTRY_TLS_ARG_SPEC,
     RegistryAuthError,
@@ -58,14 +59,8 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 
 
-class DockerBuildError(Exception):
-    def __init__(self, message: str, result: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = dict(result or {})
-
-    def __str__(self) -> str:
-        return self.message
+class DockerBuildError(ModuleFailure):
+    """A docker_build failure."""
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ansible_collections.urm.training.plugins.module_utils._dockerconfig import 
     DockerConfigError,
     secret_config,
 )
+from ansible_collections.urm.training.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
     AUTH_ARG_SPEC,
     K8sApiError,
@@ -117,16 +118,8 @@ def argument_spec() -> dict[str, dict[str, Any]]:
     return with_auth_options(ARGUMENT_SPEC)
 
 
-class BuildError(Exception):
-    """A failure with a message fit for fail_json; ``result`` holds what is known so far."""
-
-    def __init__(self, message: str, result: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = dict(result or {})
-
-    def __str__(self) -> str:
-        return self.message
+class BuildError(ModuleFailure):
+    """A kaniko_build failure."""
 
 
 @dataclass

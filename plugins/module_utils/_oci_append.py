@@ -47,6 +47,7 @@ from ansible_collections.urm.training.plugins.module_utils._build_context import
 from ansible_collections.urm.training.plugins.module_utils._docker_build import (
     _credential as registry_credential,
 )
+from ansible_collections.urm.training.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     REGISTRY_TLS_ARG_SPEC,
     RegistryAuthError,
@@ -97,14 +98,8 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 
 
-class CodeLayerError(Exception):
-    def __init__(self, message: str, result: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = dict(result or {})
-
-    def __str__(self) -> str:
-        return self.message
+class CodeLayerError(ModuleFailure):
+    """A code_layer failure."""
 
 
 # -- image references ------------------------------------------------------------------------
