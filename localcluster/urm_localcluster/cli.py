@@ -199,6 +199,7 @@ def env(settings: Settings) -> int:
         exports["URM_LOCALCLUSTER_REAL_NODE_NAME"] = realnode.NODE_NAME
         exports["URM_LOCALCLUSTER_REAL_NODE_ACCELERATOR"] = realnode.ACCELERATOR
         exports["URM_LOCALCLUSTER_PYTHON_IMAGE"] = realnode.python_image(settings)
+        exports["URM_LOCALCLUSTER_POD_GATEWAY"] = realnode.pod_gateway(settings)
     for key, value in exports.items():
         quoted = f'"{value}"' if key == "PATH" else f"'{value}'"
         print(f"export {key}={quoted}")

@@ -40,7 +40,8 @@ PAUSE_IMAGE = f"localhost/urm-pause:{PAUSE_TAG}"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 PYTHON_SUITE = "bookworm"
 # python3-minimal alone lacks most of the standard library (json, for one): take python3.
-PYTHON_PACKAGES = ("python3",)
+# git lets the same image fetch code in an init container (training_job's git source).
+PYTHON_PACKAGES = ("python3", "git")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 NODE_LABELS = {
     "accelerator": ACCELERATOR,
@@ -136,6 +137,32 @@ def bridge_name(settings: Settings) -> str:
 
 def pod_subnet(settings: Settings) -> str:
     return f"10.233.{settings.apiserver_port % 250}.0/24"
+
+
+def pod_gateway(settings: Settings) -> str:
+    """The bridge's own address: pods reach the host here, and nothing outside the host does."""
+    return f"10.233.{settings.apiserver_port % 250}.1"
+
+
+def create_bridge(settings: Settings) -> None:
+    """Make the CNI bridge and its gateway address now, not at the first pod, so a server on the
+    host (a test's git server) can listen on the gateway before any pod exists. The bridge
+    plugin adopts an existing bridge that already has the gateway address."""
+    name = bridge_name(settings)
+    if subprocess.run(["ip", "link", "show", name], capture_output=True).returncode != 0:
+        _ip("link", "add", "name", name, "type", "bridge")
+    addresses = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "dev", name], capture_output=True, text=True
+    ).stdout
+    if f" {pod_gateway(settings)}/" not in addresses:
+        _ip("addr", "add", f"{pod_gateway(settings)}/24", "dev", name)
+    _ip("link", "set", name, "up")
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ComponentFailed(f"localcluster: ip {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 def processes(settings: Settings) -> dict[str, Process]:
@@ -268,6 +295,7 @@ def start_containerd(settings: Settings, lay: Layout) -> None:
         target.mkdir(parents=True, exist_ok=True)
         (target / "hosts.toml").write_text(_hosts_toml(host, settings.ca_cert))
     (lay.cni_conf_dir / "10-urm-bridge.conflist").write_text(_cni_config(settings, lay))
+    create_bridge(settings)
     proc = processes(settings)["containerd"]
     proc.start(["containerd", "--config", str(lay.containerd_config)])
     proc.wait_healthy(lambda: _containerd_answers(lay), timeout=30)
@@ -335,7 +363,7 @@ def _remove_tree(path: Path) -> None:
 
 
 def python_rootfs() -> Path:
-    """debootstrap minbase + python3-minimal, cached as a tarball keyed by suite and packages."""
+    """debootstrap minbase + PYTHON_PACKAGES, cached as a tarball keyed by suite and packages."""
     key = hashlib.sha256(
         f"{PYTHON_SUITE}|minbase|{','.join(sorted(PYTHON_PACKAGES))}|{DEBIAN_MIRROR}".encode()
     ).hexdigest()[:16]

@@ -236,7 +236,8 @@ def check_capability(
 def check_references(
     client: K8sClient, spec: RunSpec, secrets: dict[str, dict[str, Any] | None]
 ) -> None:
-    """Pull secrets, secret_env keys and existing claims; ``secrets`` caches reads per run set."""
+    """Pull secrets, secret_env keys, the git credential's keys and existing claims; ``secrets``
+    caches reads per run set."""
 
     def secret(name: str) -> dict[str, Any] | None:
         if name not in secrets:
@@ -266,6 +267,23 @@ def check_references(
             raise PreflightError(
                 f"secret_env.{ref.env}: Secret {spec.namespace}/{ref.secret} has no key "
                 f"{ref.key!r} (its keys: {', '.join(keys) or 'none'})"
+            )
+    if spec.git and spec.git.credentials_secret:
+        name = spec.git.credentials_secret
+        found = secret(name)
+        if found is None:
+            raise PreflightError(
+                f"git.credentials_secret: Secret {spec.namespace}/{name} does not exist; create "
+                "it with keys username and password (the access token), e.g. with "
+                "urm.training.env_secret"
+            )
+        present = set(found.get("data") or {}) | set(found.get("stringData") or {})
+        missing = [key for key in ("username", "password") if key not in present]
+        if missing:
+            raise PreflightError(
+                f"git.credentials_secret: Secret {spec.namespace}/{name} has no key "
+                f"{' or '.join(repr(k) for k in missing)} (its keys: "
+                f"{', '.join(sorted(present)) or 'none'}); git needs username and password"
             )
     for volume in spec.volumes:
         if volume.create:

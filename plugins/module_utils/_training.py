@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from ansible_collections.urm.training.plugins.module_utils._k8s import (
     dns1123_subdomain_error,
@@ -36,9 +37,55 @@ LABEL_MANAGED = "app.kubernetes.io/managed-by"
 ANNOTATION_HASH = "training.urm.io/spec-hash"
 ANNOTATION_GPUS = "training.urm.io/gpus"
 LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+LABEL_GIT_COMMIT = "training.urm.io/git-commit"
+ANNOTATION_GIT_REPO = "training.urm.io/git-repo"
 MASTER_PORT = 29500
 DEVPOD_DEFAULT_DEADLINE = 8 * 3600
 SHM_VOLUME = "dshm"
+CODE_VOLUME = "code"
+GIT_CONTAINER = "fetch-code"
+GIT_DEFAULT_PATH = "/workspace"
+GIT_COMMIT_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+# The init container's script. Credentials reach git through a credential helper that reads the
+# environment (filled from the Secret by reference), so they are never in an argument, the
+# remote URL, .git/config or a file. A failure ends with one plain sentence in the termination
+# message, which the diagnosis quotes.
+GIT_FETCH_SCRIPT = r"""set -eu
+fail() {
+  printf 'could not fetch commit %s from %s: %s\n' "$GIT_COMMIT" "$GIT_REPO" "$1" \
+    | tee /dev/termination-log >&2
+  exit 1
+}
+command -v git >/dev/null 2>&1 || fail "the image has no git; set git.image to one that has"
+if [ -n "${GIT_USERNAME-}" ]; then
+  helper='!f() { test "$1" = get || exit 0;'
+  helper="$helper"' printf "username=%s\npassword=%s\n" "$GIT_USERNAME" "$GIT_PASSWORD"; }; f'
+else
+  helper=''
+fi
+g() { git -c credential.helper= -c credential.helper="$helper" -c protocol.version=2 "$@"; }
+cd "$CODE_DIR"
+git init -q . 2>/tmp/git-err || fail "$(tail -n 2 /tmp/git-err)"
+git remote add origin "$GIT_REPO"
+if ! g fetch -q --depth "$GIT_DEPTH" origin "$GIT_COMMIT" 2>/tmp/git-err; then
+  case "$(cat /tmp/git-err)" in
+    *"could not read Username"*)
+      fail "the server asks for credentials; name a Secret with username and password \
+(a token) in git.credentials_secret" ;;
+    *"Authentication failed"*|*"returned error: 401"*|*"returned error: 403"*)
+      fail "the server refused the credentials in the Secret: $(tail -n 1 /tmp/git-err)" ;;
+  esac
+  # Some servers refuse to send a commit by its id: take every branch and tag instead.
+  g fetch -q origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' \
+    2>/tmp/git-err || fail "$(tail -n 2 /tmp/git-err | tr '\n' ' ')"
+fi
+git -c advice.detachedHead=false checkout -q --detach "$GIT_COMMIT" 2>/tmp/git-err \
+  || fail "the repository has no such commit"
+test "$(git rev-parse HEAD)" = "$GIT_COMMIT" || fail "HEAD is not the requested commit"
+rm -f /tmp/git-err
+echo "fetched $GIT_COMMIT from $GIT_REPO into $CODE_DIR"
+"""
 
 # Compute capability per accelerator label value. flash-attn 2 and adam-atan2 need >= 8.0.
 KNOWN_CAPABILITIES: dict[str, float] = {
@@ -81,6 +128,18 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class GitSource:
+    """Code fetched at one commit by an init container into an emptyDir at ``path``."""
+
+    repo: str
+    commit: str
+    path: str
+    image: str | None
+    credentials_secret: str | None
+    depth: int
+
+
+@dataclass(frozen=True)
 class RunSpec:
     name: str
     namespace: str
@@ -109,6 +168,7 @@ class RunSpec:
     annotations: dict[str, str]
     mode: str
     wandb: dict[str, Any] = field(default_factory=dict)
+    git: GitSource | None = None
 
     @property
     def memory_limit(self) -> Decimal:
@@ -215,6 +275,68 @@ def _volumes(value: Any, run: str) -> list[VolumeSpec]:
     return volumes
 
 
+def _git_source(value: Any, volumes: list[VolumeSpec]) -> GitSource | None:
+    if value in (None, "", {}):
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError("git must be a mapping with repo and commit")
+    unknown = sorted(
+        set(value) - {"repo", "commit", "path", "image", "credentials_secret", "depth"}
+    )
+    if unknown:
+        raise SpecError(
+            f"git has unknown key(s) {', '.join(unknown)}; it may set repo, commit, path, image, "
+            "credentials_secret and depth"
+        )
+    repo = str(value.get("repo") or "").strip()
+    parsed = urlsplit(repo)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise SpecError(
+            f"git.repo={repo!r} must be an https:// URL of the repository (ssh remotes are not "
+            "supported: use an access token in git.credentials_secret)"
+        )
+    if parsed.username is not None or parsed.password is not None:
+        raise SpecError(
+            "git.repo must not carry credentials (they would be stored in the Job for anyone to "
+            "read); put username and password (the token) in a Secret and name it in "
+            "git.credentials_secret"
+        )
+    commit = str(value.get("commit") or "").strip()
+    if not GIT_COMMIT_RE.match(commit):
+        raise SpecError(
+            f"git.commit={commit!r} must be a full commit id (40 lower-case hex characters): a "
+            "branch or tag moves, so the run could not say which code it ran. Resolve it first, "
+            "e.g. git rev-parse origin/main"
+        )
+    path = str(value.get("path") or GIT_DEFAULT_PATH)
+    if not path.startswith("/") or path.rstrip("/") in ("", "/dev/shm"):
+        raise SpecError(
+            f"git.path={path!r} must be an absolute directory other than / and /dev/shm"
+        )
+    for volume in volumes:
+        if volume.mount_path.rstrip("/") == path.rstrip("/"):
+            raise SpecError(
+                f"git.path={path!r} is also the mount path of volume {volume.name!r}; give the "
+                "code its own directory"
+            )
+    image = str(value.get("image") or "").strip() or None
+    if image and not _image_ok(image):
+        raise SpecError(f"git.image={image!r} is not a valid image reference")
+    secret = str(value.get("credentials_secret") or "").strip() or None
+    if secret:
+        problem = dns1123_subdomain_error("git.credentials_secret", secret)
+        if problem:
+            raise SpecError(problem)
+    return GitSource(
+        repo=repo,
+        commit=commit,
+        path=path.rstrip("/") or "/",
+        image=image,
+        credentials_secret=secret,
+        depth=_int(value.get("depth", 1), "git.depth", 1),
+    )
+
+
 _IMAGE_RE = re.compile(
     r"^[a-z0-9]+([._:-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
@@ -275,6 +397,10 @@ def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
         raise SpecError("command or args is required: the training command to run")
     tolerations = params.get("tolerations")
     labels = _str_map(params.get("labels"), "labels")
+    volumes = _volumes(params.get("volumes"), name)
+    git = _git_source(params.get("git"), volumes) if launching else None
+    if git:
+        labels[LABEL_GIT_COMMIT] = git.commit
     return RunSpec(
         name=name,
         namespace=namespace,
@@ -290,7 +416,7 @@ def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
         shm_size=shm_size,
         env=_str_map(params.get("env"), "env"),
         secret_env=_secret_env(params.get("secret_env")),
-        volumes=_volumes(params.get("volumes"), name),
+        volumes=volumes,
         image_pull_secrets=[str(s) for s in params.get("image_pull_secrets") or []],
         tolerations=[dict(t) for t in tolerations]
         if tolerations is not None
@@ -305,6 +431,7 @@ def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
         annotations=_str_map(params.get("annotations"), "annotations"),
         mode=mode,
         wandb=dict(params.get("wandb") or {}),
+        git=git,
     )
 
 
@@ -364,6 +491,38 @@ def common_labels(spec: RunSpec) -> dict[str, str]:
     return labels
 
 
+def git_init_container(spec: RunSpec, git: GitSource) -> dict[str, Any]:
+    """Fetches exactly ``git.commit`` into the code volume before the training starts."""
+    env: list[dict[str, Any]] = [
+        {"name": "GIT_REPO", "value": git.repo},
+        {"name": "GIT_COMMIT", "value": git.commit},
+        {"name": "GIT_DEPTH", "value": str(git.depth)},
+        {"name": "CODE_DIR", "value": git.path},
+        {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    if git.credentials_secret:
+        for var, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
+            env.append(
+                {
+                    "name": var,
+                    "valueFrom": {"secretKeyRef": {"name": git.credentials_secret, "key": key}},
+                }
+            )
+    # Enough for a large clone without raising the pod's effective request above the trainer's.
+    memory = format_bytes(min(spec.memory_limit, Decimal(2 * 1024**3)))
+    cpu = format_number(min(spec.cpu_request, Decimal(2)))
+    return {
+        "name": GIT_CONTAINER,
+        "image": git.image or spec.image,
+        "command": ["sh", "-c", GIT_FETCH_SCRIPT],
+        "env": env,
+        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
+        "volumeMounts": [{"name": CODE_VOLUME, "mountPath": git.path}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
 def pod_spec(spec: RunSpec) -> dict[str, Any]:
     memory = format_bytes(spec.memory_limit)
     resources = {
@@ -406,6 +565,11 @@ def pod_spec(spec: RunSpec) -> dict[str, Any]:
         "volumes": volumes,
         "tolerations": spec.tolerations,
     }
+    if spec.git:
+        mounts.append({"name": CODE_VOLUME, "mountPath": spec.git.path})
+        volumes.append({"name": CODE_VOLUME, "emptyDir": {}})
+        container["workingDir"] = spec.git.path
+        body["initContainers"] = [git_init_container(spec, spec.git)]
     if spec.selector:
         body["nodeSelector"] = spec.selector
     if spec.image_pull_secrets:
@@ -427,6 +591,13 @@ def pod_spec(spec: RunSpec) -> dict[str, Any]:
     return body
 
 
+def _annotations(spec: RunSpec) -> dict[str, str]:
+    annotations = dict(spec.annotations)
+    if spec.git:
+        annotations[ANNOTATION_GIT_REPO] = spec.git.repo
+    return annotations
+
+
 def job(spec: RunSpec) -> dict[str, Any]:
     labels = common_labels(spec)
     job_spec: dict[str, Any] = {
@@ -436,7 +607,7 @@ def job(spec: RunSpec) -> dict[str, Any]:
             "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
         },
         "template": {
-            "metadata": {"labels": labels, "annotations": dict(spec.annotations)},
+            "metadata": {"labels": labels, "annotations": _annotations(spec)},
             "spec": pod_spec(spec),
         },
     }
@@ -455,7 +626,7 @@ def job(spec: RunSpec) -> dict[str, Any]:
             "name": spec.name,
             "namespace": spec.namespace,
             "labels": labels,
-            "annotations": dict(spec.annotations),
+            "annotations": _annotations(spec),
         },
         "spec": job_spec,
     }
@@ -471,7 +642,7 @@ def devpod(spec: RunSpec) -> dict[str, Any]:
             "name": spec.name,
             "namespace": spec.namespace,
             "labels": common_labels(spec),
-            "annotations": dict(spec.annotations),
+            "annotations": _annotations(spec),
         },
         "spec": body,
     }

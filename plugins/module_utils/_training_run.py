@@ -592,6 +592,7 @@ RUN_OPTIONS: dict[str, dict[str, Any]] = {
     "env": {"type": "dict", "default": {}},
     "secret_env": {"type": "dict", "default": {}},
     "wandb": {"type": "dict"},
+    "git": {"type": "dict"},
     "volumes": {"type": "list", "elements": "dict", "default": []},
     "image_pull_secrets": {"type": "list", "elements": "str", "default": []},
     "tolerations": {"type": "list", "elements": "dict"},

@@ -191,6 +191,10 @@ def _memory_limit(pod: dict[str, Any], container: str) -> str | None:
     return None
 
 
+def _is_init_container(pod: dict[str, Any], name: str) -> bool:
+    return any(c.get("name") == name for c in (pod.get("spec") or {}).get("initContainers") or [])
+
+
 def _pull_secrets(pod: dict[str, Any]) -> list[str]:
     return [s.get("name", "") for s in (pod.get("spec") or {}).get("imagePullSecrets") or []]
 
@@ -210,6 +214,14 @@ def _terminated(pod: dict[str, Any], name: str, term: dict[str, Any]) -> Diagnos
         )
     if code not in (None, 0):
         detail = f": {term['message'].strip()}" if term.get("message") else ""
+        if _is_init_container(pod, name):
+            return Diagnosis(
+                "InitContainerFailed",
+                f"init container {name!r} failed with exit code {code}, so the training never "
+                f"started{detail}",
+                exit_code=code,
+                container=name,
+            )
         return Diagnosis(
             reason or "Error",
             f"container {name!r} exited with code {code} ({reason or 'Error'}){detail}",

@@ -117,6 +117,48 @@ options:
         the namespace and run name) and C(resume) (default V(allow)).
       - The API key belongs in O(secret_env) as C(WANDB_API_KEY).
     type: dict
+  git:
+    description:
+      - Fetch the training code from git at one commit, instead of taking it from the image.
+        An init container clones O(git.commit) into an C(emptyDir) at O(git.path), checks that
+        C(HEAD) is that commit, and the training container starts there.
+      - The Job gets the label C(training.urm.io/git-commit) and the annotation
+        C(training.urm.io/git-repo). Changing the commit changes the run (see O(on_change)).
+      - An init container failure (bad credential, unknown commit, no git in the image) fails the
+        run with git's reason.
+    type: dict
+    suboptions:
+      repo:
+        description:
+          - C(https://) URL of the repository, without credentials in it.
+        type: str
+        required: true
+      commit:
+        description:
+          - Full commit id (40 hex characters). A branch or tag is refused, because it moves.
+        type: str
+        required: true
+      credentials_secret:
+        description:
+          - Secret in the namespace with keys C(username) and C(password) (an access token), for
+            example of type C(kubernetes.io/basic-auth). They reach git by reference, through a
+            credential helper that reads the environment; they are never in the URL,
+            C(.git/config) or the pod's arguments. Checked before anything is created.
+        type: str
+      path:
+        description: Where the code is checked out; the training container's working directory.
+        type: str
+        default: /workspace
+      image:
+        description:
+          - Image of the init container; it needs C(sh) and C(git). Default the run's O(image)
+            (the URM image has git), which the node pulls anyway.
+        type: str
+      depth:
+        description: History depth to fetch. Servers that refuse a fetch by commit id get a full
+          fetch of branches and tags instead.
+        type: int
+        default: 1
   volumes:
     description:
       - Claims to mount. Each item has C(mount_path) and either C(claim) (an existing PVC) or
@@ -265,6 +307,20 @@ EXAMPLES = r"""
       - {name: lr-3e-4, args: [lr=3e-4], labels: {sweep: lr}}
       - {name: lr-1e-4, args: [lr=1e-4], labels: {sweep: lr}}
       - {name: lr-3e-5, args: [lr=3e-5], labels: {sweep: lr}}
+
+- name: Train the code of one commit, fetched from git by an init container
+  urm.training.training_job:
+    namespace: aic
+    name: urm-ablation-07
+    image: "{{ image_build_deps_ref }}"
+    gpus: 8
+    gpu_type: nvidia-h100
+    image_pull_secrets: [urm-registry-cred]
+    git:
+      repo: https://github.com/example/urm.git
+      commit: 3f1c9a6e2b7d4c0a9e8f7b6a5d4c3b2a1f0e9d8c
+      credentials_secret: urm-git-cred  # keys username and password (a read-only token)
+    command: [torchrun, --nproc-per-node, "8", pretrain.py]
 
 - name: Stop a run (ends its billing)
   urm.training.training_job:
