@@ -399,8 +399,6 @@ def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
     labels = _str_map(params.get("labels"), "labels")
     volumes = _volumes(params.get("volumes"), name)
     git = _git_source(params.get("git"), volumes) if launching else None
-    if git:
-        labels[LABEL_GIT_COMMIT] = git.commit
     return RunSpec(
         name=name,
         namespace=namespace,
@@ -486,6 +484,8 @@ def _env(spec: RunSpec) -> list[dict[str, Any]]:
 def common_labels(spec: RunSpec) -> dict[str, str]:
     labels = dict(spec.labels)
     labels.update({LABEL_MANAGED: MANAGED_BY, LABEL_RUN: spec.name, LABEL_MODE: spec.mode})
+    if spec.git:
+        labels[LABEL_GIT_COMMIT] = spec.git.commit
     if spec.queue:
         labels[LABEL_QUEUE] = spec.queue
     return labels

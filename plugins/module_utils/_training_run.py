@@ -113,6 +113,16 @@ def summary(spec: RunSpec) -> dict[str, Any]:
         "labels": spec.labels,
         "annotations": spec.annotations,
         "mode": spec.mode,
+        "git": {
+            "repo": spec.git.repo,
+            "commit": spec.git.commit,
+            "path": spec.git.path,
+            "credentials_secret": spec.git.credentials_secret,
+            "image": spec.git.image,
+            "depth": spec.git.depth,
+        }
+        if spec.git
+        else None,
     }
 
 
