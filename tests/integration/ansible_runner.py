@@ -182,8 +182,10 @@ def run_playbook(
     diff: bool = False,
     verbosity: int = 0,
     timeout: float = 300,
+    inventory: str | Path | None = None,
 ) -> RunResult:
-    """Run a playbook given as a path or as a list of plays (written to a temp dir).
+    """Run a playbook given as a path or as a list of plays (written to a temp dir), on the
+    test inventory (localhost) or on ``inventory``, e.g. the repository's inventories/ice.
 
     ``extra_vars`` go on the command line as JSON: never put secrets there; use ``env``.
     """
@@ -194,7 +196,8 @@ def run_playbook(
         else:
             path = workdir / "play.yml"
             path.write_text(yaml.safe_dump(list(playbook), sort_keys=False))
-        cmd = [str(BIN / "ansible-playbook"), "-i", str(_inventory(workdir)), str(path)]
+        hosts = str(inventory) if inventory else str(_inventory(workdir))
+        cmd = [str(BIN / "ansible-playbook"), "-i", hosts, str(path)]
         if extra_vars:
             cmd += ["-e", json.dumps(dict(extra_vars))]
         if check:

@@ -7,6 +7,7 @@ node's pod gateway, which only pods on this host can reach.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.ansible_runner import run_module
+from tests.integration.ansible_runner import run_module, run_playbook
 from tests.integration.git_http_server import GitHttpServer, make_repo
 from tests.realnode.test_realnode import (  # noqa: F401
     cleanup,
@@ -199,3 +200,62 @@ def test_a_missing_credential_secret_is_refused_before_anything_is_created(
         "-n", realnode.namespace, "get", "job", name, "--ignore-not-found", "-o", "name"
     ).stdout
     assert found.strip() == ""
+
+
+def test_the_role_stores_the_token_and_runs_the_commit(
+    realnode,
+    cleanup,  # noqa: F811
+    private_image,  # noqa: F811
+    git_server,
+) -> None:
+    server, (first, _) = git_server
+    pull = registry_secret(realnode, cleanup)
+    name = f"rn-gitrole-{uuid.uuid4().hex[:6]}"
+    secret = f"{name}-cred"
+    cleanup.append(("secret", secret))
+    cleanup.append(("job", name))
+    play = [
+        {
+            "name": "launch from git",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {
+                "group/urm.training.k8s": {"kubeconfig": str(realnode.researcher_nodes_kubeconfig)}
+            },
+            "roles": [{"role": "urm.training.training_launch"}],
+            "vars": {
+                "training_launch_namespace": realnode.namespace,
+                "training_launch_run_name": name,
+                "training_launch_image": private_image,
+                "training_launch_command": ["python3", "train.py"],
+                "training_launch_gpus": 1,
+                "training_launch_gpu_type": realnode.accelerator,
+                "training_launch_min_compute_capability": 0,
+                "training_launch_cpu_per_gpu": "500m",
+                "training_launch_memory_per_gpu": "256Mi",
+                "training_launch_shm_size": "16Mi",
+                "training_launch_image_pull_secrets": [pull],
+                "training_launch_wait": "complete",
+                "training_launch_wait_timeout": 180,
+                "training_launch_code_git_repo": server.url("urm.git"),
+                "training_launch_code_git_commit": first,
+                "training_launch_code_git_username": "researcher",
+                "training_launch_code_git_token": "{{ lookup('ansible.builtin.env', '"
+                + TOKEN_ENV
+                + "') }}",
+                "training_launch_code_git_secret_name": secret,
+            },
+        }
+    ]
+    result = run_playbook(play, env={TOKEN_ENV: TOKEN}, verbosity=3)
+    assert result.rc == 0, result.output[-3000:]
+    assert TOKEN not in result.output
+    stored = get_json(realnode, "secret", secret)
+    assert base64.b64decode(stored["data"]["password"]).decode() == TOKEN
+    assert base64.b64decode(stored["data"]["username"]).decode() == "researcher"
+    pod = get_json(realnode, "pods", "-l", f"job-name={name}")["items"][0]
+    logs = realnode.kubectl("-n", realnode.namespace, "logs", pod["metadata"]["name"]).stdout
+    assert f"code at {first} in /workspace" in logs, logs
+    again = run_playbook(play, env={TOKEN_ENV: TOKEN})
+    assert again.rc == 0, again.output[-2000:]
+    assert "changed=0" in again.output, again.output[-1500:]
