@@ -602,7 +602,17 @@ RUN_OPTIONS: dict[str, dict[str, Any]] = {
     "env": {"type": "dict", "default": {}},
     "secret_env": {"type": "dict", "default": {}},
     "wandb": {"type": "dict"},
-    "git": {"type": "dict"},
+    "git": {
+        "type": "dict",
+        "options": {
+            "repo": {"type": "str", "required": True},
+            "commit": {"type": "str", "required": True},
+            "credentials_secret": {"type": "str"},
+            "path": {"type": "str", "default": "/workspace"},
+            "image": {"type": "str"},
+            "depth": {"type": "int", "default": 1},
+        },
+    },
     "volumes": {"type": "list", "elements": "dict", "default": []},
     "image_pull_secrets": {"type": "list", "elements": "str", "default": []},
     "tolerations": {"type": "list", "elements": "dict"},
