@@ -21,7 +21,10 @@ from ansible_collections.urm.training.plugins.module_utils._training import (
     spec_hash,
     workload,
 )
-from ansible_collections.urm.training.plugins.module_utils._training_run import expand_runs
+from ansible_collections.urm.training.plugins.module_utils._training_run import (
+    RUN_OPTIONS,
+    expand_runs,
+)
 from ansible_collections.urm.training.plugins.module_utils._wait import diagnose_pod
 
 COMMIT = "3f1c9a6e2b7d4c0a9e8f7b6a5d4c3b2a1f0e9d8c"
@@ -182,7 +185,8 @@ def test_a_failed_fetch_is_reported_as_the_init_container_with_gits_reason() -> 
 
 
 def test_a_sweep_can_run_several_commits_and_each_is_validated() -> None:
-    base = {k: v for k, v in params().items() if k != "name"}
+    defaults = {k: option.get("default") for k, option in RUN_OPTIONS.items()}
+    base = {**defaults, **{k: v for k, v in params().items() if k != "name"}}
     expanded = expand_runs(
         {
             **base,
@@ -195,5 +199,5 @@ def test_a_sweep_can_run_several_commits_and_each_is_validated() -> None:
     labels = [workload(build_spec(run))["metadata"]["labels"][LABEL_GIT_COMMIT] for run in expanded]
     assert labels == ["a" * 40, "b" * 40]
     bad = expand_runs({**base, "runs": [{"name": "at-x", "git": {"repo": REPO, "commit": "x"}}]})
-    with pytest.raises(SpecError, match="git.commit='x' must be a full commit id"):
+    with pytest.raises(SpecError, match=re.escape("git.commit='x' must be a full commit id")):
         build_spec(bad[0])
