@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -476,12 +476,16 @@ class RegistryClient:
         """
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         action = action or f"{method} {path}"
+        # A retry must send the whole body again: a file is rewound to where it started; a
+        # stream that cannot be rewound is not retried (the 401 is reported instead).
+        rewind = _rewinder(kwargs.get("data"))
         for attempt in (1, 2):
             auth = self._auth_kwargs(scope)
             merged = dict(headers or {})
             merged.update(auth.pop("headers", {}))
             resp = self._send(method, url, headers=merged, **auth, **kwargs)
-            if resp.status_code == 401 and attempt == 1 and "Authorization" in merged:
+            retry = resp.status_code == 401 and attempt == 1 and "Authorization" in merged
+            if retry and rewind():
                 self._tokens.pop(scope or "", None)
                 continue
             break
@@ -716,6 +720,25 @@ def _short_reason(exc: BaseException) -> str:
             idx = text.find(marker)
             return text[idx : idx + 160].split("'")[0].split(")")[0]
     return text[:300]
+
+
+def _rewinder(body: Any) -> Callable[[], bool]:
+    """For a retry: puts the request body back at its start and says whether it could. Bytes
+    and no body need nothing; a seekable file is rewound; any other stream cannot be."""
+    if body is None or isinstance(body, (bytes, bytearray, str)):
+        return lambda: True
+    try:
+        start = int(body.tell()) if not hasattr(body, "seekable") or body.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        start = None
+    if start is None:
+        return lambda: False
+
+    def rewind() -> bool:
+        body.seek(start)
+        return True
+
+    return rewind
 
 
 def _error_detail(resp: Any) -> str:

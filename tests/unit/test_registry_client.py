@@ -365,3 +365,77 @@ def test_repr_and_messages_never_hold_the_password() -> None:
             f"echoed {PASSWORD} and {base64.b64encode(f'alice:{PASSWORD}'.encode()).decode()}",
         )
     _assert_clean(err.value)
+
+
+class ExpiringTokenRegistry:
+    """Bearer registry whose first blob PUT is refused with 401 after the body was read, as
+    when a token runs out during a long upload; the retry must carry the whole body again."""
+
+    def __init__(self) -> None:
+        self.base = ""
+        self.put_bodies: list[bytes] = []
+        self.tokens = 0
+
+    def __call__(self, req: Request) -> Reply:
+        url = urlsplit(req.path)
+        if url.path == "/service/token":
+            self.tokens += 1
+            token = make_jwt([], "alice")
+            return 200, {}, json.dumps({"token": token, "expires_in": 300}).encode()
+        if not req.headers.get("Authorization", "").startswith("Bearer "):
+            challenge = f'Bearer realm="{self.base}/service/token",service="fake"'
+            return 401, {"WWW-Authenticate": challenge}, b""
+        if url.path == "/v2/":
+            return 200, {}, b"{}"
+        if req.method == "PUT":
+            self.put_bodies.append(req.body)
+            if len(self.put_bodies) == 1:
+                challenge = f'Bearer realm="{self.base}/service/token",error="invalid_token"'
+                return 401, {"WWW-Authenticate": challenge}, b""
+            return 201, {}, b""
+        return 404, {}, b""
+
+
+def test_a_token_expiring_mid_upload_resends_the_whole_file(tmp_path: Path) -> None:
+    payload = b"layer-bytes " * 5000
+    blob = tmp_path / "layer.tar.gz"
+    blob.write_bytes(payload)
+    fake = ExpiringTokenRegistry()
+    with serve(fake) as server:
+        fake.base = server.url
+        client = _client(server)
+        with blob.open("rb") as handle:
+            client.upload_blob(
+                "aic-misc/urm", "sha256:" + "0" * 64, handle, location=f"{server.url}/v2/up/1"
+            )
+    assert fake.put_bodies == [payload, payload]
+    assert fake.tokens == 2, "the refused token was renewed once"
+
+
+def test_a_stream_that_cannot_be_rewound_is_not_resent_half_empty() -> None:
+    class OneShot:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def seekable(self) -> bool:
+            return False
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def read(self, size: int = -1) -> bytes:
+            data, self.data = self.data, b""
+            return data
+
+    fake = ExpiringTokenRegistry()
+    with serve(fake) as server:
+        fake.base = server.url
+        client = _client(server)
+        with pytest.raises(RegistryAuthError, match="401"):
+            client.upload_blob(
+                "aic-misc/urm",
+                "sha256:" + "0" * 64,
+                OneShot(b"x" * 1000),
+                location=f"{server.url}/v2/up/1",
+            )
+    assert fake.put_bodies == [b"x" * 1000], "no second PUT with an empty body"
