@@ -343,7 +343,7 @@ class K8sClient:
     def host(self) -> str:
         return str(self.api_client.configuration.host)
 
-    def _auth_headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         """Headers every request carries: the credential, and a User-Agent that audit logs show."""
         headers: dict[str, str] = {"User-Agent": USER_AGENT}
         for setting in self.api_client.configuration.auth_settings().values():
@@ -370,7 +370,7 @@ class K8sClient:
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        headers.update(self._auth_headers())
+        headers.update(self.auth_headers())
         verb = verb or method.lower()
         what = what or path
         try:
@@ -520,7 +520,7 @@ class K8sClient:
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         headers = {"Accept": "application/json, */*"}
-        headers.update(self._auth_headers())
+        headers.update(self.auth_headers())
         what = what or path
         try:
             resp = self.api_client.rest_client.request(

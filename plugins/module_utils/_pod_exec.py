@@ -94,7 +94,7 @@ def _connect(client: K8sClient, url: str, what: str, timeout: float) -> Any:
     from kubernetes.stream.ws_client import WSClient
 
     # The library passes only these two headers on; the configuration carries the TLS files.
-    headers = {k.lower(): v for k, v in client._auth_headers().items()}
+    headers = {k.lower(): v for k, v in client.auth_headers().items()}
     previous = websocket.getdefaulttimeout()
     websocket.setdefaulttimeout(timeout)
     try:
