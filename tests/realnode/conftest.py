@@ -19,21 +19,24 @@ import pytest
 
 from tests.conftest import LocalCluster, localcluster_cli
 
-DEFAULTS = {
-    "STATE": "/var/tmp/urm-lc-realnode",
-    "APISERVER_PORT": "26443",
-    "REGISTRY_TOKEN_PORT": "25000",
-    "REGISTRY_BASIC_PORT": "25001",
-    "TOKEN_SERVER_PORT": "25002",
-    "KUBELET_PORT": "20250",
-    "KUBELET_HEALTHZ_PORT": "20248",
-}
+WORLD_ENV_FILE = Path(__file__).resolve().parents[2] / "localcluster" / "realnode-world.env"
+
+
+def world_defaults() -> dict[str, str]:
+    """localcluster/realnode-world.env, the one place the real-node world's settings live."""
+    values = {}
+    for line in WORLD_ENV_FILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
 
 
 def world_env() -> dict[str, str]:
     env = dict(os.environ)
-    for key, default in DEFAULTS.items():
-        env[f"URM_LOCALCLUSTER_{key}"] = os.environ.get(f"URM_REALNODE_{key}", default)
+    for key, default in world_defaults().items():
+        suffix = key.removeprefix("URM_LOCALCLUSTER_")
+        env[key] = os.environ.get(f"URM_REALNODE_{suffix}", default)
     env["URM_LOCALCLUSTER_REAL_NODE"] = "1"
     return env
 

@@ -7,7 +7,6 @@ Debian's containerd, beside the KWOK nodes. Every pod here runs on that node for
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 import uuid
@@ -324,25 +323,16 @@ def train_yml(env: dict[str, str], extra: dict[str, Any]) -> RunResult:
         return ansible_runner._run(cmd, ansible_runner._env(env, Path(tmp)), 300)
 
 
-def test_train_yml_runs_on_the_real_node_and_a_rerun_changes_nothing(
-    realnode, cleanup, tmp_path: Path
-) -> None:
+def test_train_yml_runs_on_the_real_node_and_a_rerun_changes_nothing(realnode, cleanup) -> None:
     """The `default` Molecule scenario's play (train.yml on inventories/local), pointed at this
     world and sized for the real node: docker_build through podman, push, pull with the Secret,
     a real container that writes its checkpoint to the PVC."""
     name = f"rn-flow-{uuid.uuid4().hex[:6]}"
     cleanup.append(("pvc", f"{name}-checkpoints"))
     cleanup.append(("job", name))
-    # image/local-trainer, FROM this world's registry instead of the default world's.
-    context = tmp_path / "local-trainer"
-    shutil.copytree(REPO / "image" / "local-trainer", context)
-    dockerfile = context / "Dockerfile"
-    dockerfile.write_text(
-        dockerfile.read_text().replace("127.0.0.1:15000/", f"{realnode.registry_token}/")
-    )
+    # inventories/local takes the registry port (and so the trainer's base image) from the env.
     extra = {
-        "urm_registry": realnode.registry_token,
-        "urm_image_context": str(context),
+        "urm_image_context": str(REPO / "image" / "local-trainer"),
         "urm_localcluster_kubeconfig": "kubeconfig-researcher-nodes.yaml",
         "urm_run_name": name,
         "urm_gpu_type": realnode.accelerator,
@@ -353,7 +343,10 @@ def test_train_yml_runs_on_the_real_node_and_a_rerun_changes_nothing(
         "training_launch_cpu_per_gpu": "500m",
         "training_launch_min_compute_capability": 0,
     }
-    env = {"URM_LOCALCLUSTER_STATE": realnode.env["URM_LOCALCLUSTER_STATE"]}
+    env = {
+        key: realnode.env[key]
+        for key in ("URM_LOCALCLUSTER_STATE", "URM_LOCALCLUSTER_REGISTRY_TOKEN_PORT")
+    }
     first = train_yml(env, extra)
     assert first.rc == 0, first.output[-3000:]
     assert f"run {name}: created, phase Succeeded on {realnode.node}" in first.output
