@@ -12,6 +12,8 @@ from ansible_collections.urm.training.plugins.module_utils._preflight import clu
 from ansible_collections.urm.training.plugins.module_utils._training import (
     ANNOTATION_GPUS,
     GPU_RESOURCE,
+    LABEL_GIT_COMMIT,
+    LABEL_GIT_DIRTY,
     LABEL_MANAGED,
     LABEL_MODE,
     LABEL_RUN,
@@ -85,6 +87,8 @@ def list_runs(
         else:
             phase = (obj.get("status") or {}).get("phase")
         gpus = (meta.get("annotations") or {}).get(ANNOTATION_GPUS)
+        labels = meta.get("labels") or {}
+        dirty = labels.get(LABEL_GIT_DIRTY)
         return {
             "name": run,
             "kind": kind,
@@ -97,6 +101,8 @@ def list_runs(
             "gpus": int(gpus) if gpus and gpus.isdigit() else None,
             "age": _age(meta.get("creationTimestamp"), now),
             "created": meta.get("creationTimestamp"),
+            "commit": labels.get(LABEL_GIT_COMMIT),
+            "dirty": None if dirty is None else dirty == "true",
         }
 
     for job in jobs:
@@ -124,6 +130,8 @@ def list_runs(
             "gpus": None,
             "age": "",
             "created": None,
+            "commit": None,
+            "dirty": None,
         }
     result = sorted(rows.values(), key=lambda r: r["created"] or "", reverse=True)
     if tail_lines > 0:

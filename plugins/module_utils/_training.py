@@ -38,6 +38,7 @@ ANNOTATION_HASH = "training.urm.io/spec-hash"
 ANNOTATION_GPUS = "training.urm.io/gpus"
 LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 LABEL_GIT_COMMIT = "training.urm.io/git-commit"
+LABEL_GIT_DIRTY = "training.urm.io/git-dirty"
 ANNOTATION_GIT_REPO = "training.urm.io/git-repo"
 MASTER_PORT = 29500
 DEVPOD_DEFAULT_DEADLINE = 8 * 3600
@@ -485,7 +486,9 @@ def common_labels(spec: RunSpec) -> dict[str, str]:
     labels = dict(spec.labels)
     labels.update({LABEL_MANAGED: MANAGED_BY, LABEL_RUN: spec.name, LABEL_MODE: spec.mode})
     if spec.git:
+        # A checkout of one commit has no local edits, unlike a code layer from a work tree.
         labels[LABEL_GIT_COMMIT] = spec.git.commit
+        labels[LABEL_GIT_DIRTY] = "false"
     if spec.queue:
         labels[LABEL_QUEUE] = spec.queue
     return labels

@@ -72,6 +72,12 @@ runs:
     nodes: {description: Nodes its pods are on., type: list, elements: str}
     gpus: {description: GPUs in total., type: int}
     age: {description: Time since creation, like 3h., type: str}
+    commit:
+      description: The source commit the run's code came from (label training.urm.io/git-commit), if known.
+      type: str
+    dirty:
+      description: Whether that code had uncommitted changes (label training.urm.io/git-dirty), if known.
+      type: bool
     log_tail: {description: Last log lines, with O(tail_lines)., type: str}
 """
 

@@ -134,6 +134,18 @@ def test_the_job_runs_the_requested_commit_fetched_with_the_secret(
     for text in (result.output, json.dumps(job), json.dumps(pod), logs, init_logs, events):
         assert TOKEN not in text
 
+    info = run_module(
+        "urm.training.training_info",
+        {
+            "namespace": realnode.namespace,
+            "name": name,
+            "kubeconfig": str(realnode.researcher_kubeconfig),
+        },
+    )
+    assert info.rc == 0, info.output[-2000:]
+    (row,) = info.adhoc["runs"]
+    assert (row["commit"], row["dirty"], row["phase"]) == (first, False, "Succeeded"), row
+
     again = run_module("urm.training.training_job", args)
     assert again.rc == 0, again.output[-2000:]
     assert again.adhoc["changed"] is False and again.adhoc["action"] == "unchanged"

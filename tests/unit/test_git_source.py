@@ -74,6 +74,7 @@ def test_the_init_container_fetches_the_commit_into_the_working_directory() -> N
     assert init["resources"]["limits"]["memory"] == "2Gi"
     for meta in (body["metadata"], body["spec"]["template"]["metadata"]):
         assert meta["labels"][LABEL_GIT_COMMIT] == COMMIT
+        assert meta["labels"]["training.urm.io/git-dirty"] == "false"
         assert meta["annotations"][ANNOTATION_GIT_REPO] == REPO
 
 
