@@ -73,10 +73,12 @@ runs:
     gpus: {description: GPUs in total., type: int}
     age: {description: Time since creation, like 3h., type: str}
     commit:
-      description: The source commit the run's code came from (label training.urm.io/git-commit), if known.
+      description:
+        - The source commit the run's code came from (label training.urm.io/git-commit), if known.
       type: str
     dirty:
-      description: Whether that code had uncommitted changes (label training.urm.io/git-dirty), if known.
+      description:
+        - Whether that code had uncommitted changes (label training.urm.io/git-dirty), if known.
       type: bool
     log_tail: {description: Last log lines, with O(tail_lines)., type: str}
 """
