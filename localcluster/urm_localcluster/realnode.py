@@ -40,8 +40,9 @@ PAUSE_IMAGE = f"localhost/urm-pause:{PAUSE_TAG}"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 PYTHON_SUITE = "bookworm"
 # python3-minimal alone lacks most of the standard library (json, for one): take python3.
-# git lets the same image fetch code in an init container (training_job's git source).
-PYTHON_PACKAGES = ("python3", "git")
+# git (and ssh, for ssh remotes) let the same image fetch code in an init container
+# (training_job's git source).
+PYTHON_PACKAGES = ("python3", "git", "openssh-client")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 NODE_LABELS = {
     "accelerator": ACCELERATOR,

@@ -274,16 +274,17 @@ def check_references(
         if found is None:
             raise PreflightError(
                 f"git.credentials_secret: Secret {spec.namespace}/{name} does not exist; create "
-                "it with keys username and password (the access token), e.g. with "
+                f"it with keys {' and '.join(spec.git.secret_keys)}, e.g. with "
                 "urm.training.env_secret"
             )
         present = set(found.get("data") or {}) | set(found.get("stringData") or {})
-        missing = [key for key in ("username", "password") if key not in present]
+        missing = [key for key in spec.git.secret_keys if key not in present]
         if missing:
             raise PreflightError(
                 f"git.credentials_secret: Secret {spec.namespace}/{name} has no key "
                 f"{' or '.join(repr(k) for k in missing)} (its keys: "
-                f"{', '.join(sorted(present)) or 'none'}); git needs username and password"
+                f"{', '.join(sorted(present)) or 'none'}); git over {spec.git.transport} needs "
+                f"{' and '.join(spec.git.secret_keys)}"
             )
     for volume in spec.volumes:
         if volume.create:

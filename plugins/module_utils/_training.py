@@ -47,11 +47,22 @@ CODE_VOLUME = "code"
 GIT_CONTAINER = "fetch-code"
 GIT_DEFAULT_PATH = "/workspace"
 GIT_COMMIT_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+GIT_HTTPS_KEYS = ("username", "password")
+GIT_SSH_KEYS = ("ssh-privatekey", "known_hosts")
+GIT_SSH_VOLUME = "git-ssh"
+GIT_SSH_DIR = "/etc/urm-git-ssh"
+# Only the key in the Secret, only hosts in its known_hosts, never a prompt.
+GIT_SSH_COMMAND = (
+    f"ssh -i {GIT_SSH_DIR}/ssh-privatekey -o IdentitiesOnly=yes -o IdentityAgent=none "
+    f"-o UserKnownHostsFile={GIT_SSH_DIR}/known_hosts -o StrictHostKeyChecking=yes "
+    "-o BatchMode=yes"
+)
 
-# The init container's script. Credentials reach git through a credential helper that reads the
-# environment (filled from the Secret by reference), so they are never in an argument, the
-# remote URL, .git/config or a file. A failure ends with one plain sentence in the termination
-# message, which the diagnosis quotes.
+# The init container's script. Over https, the token reaches git through a credential helper that
+# reads the environment (filled from the Secret by reference), so it is never in an argument, the
+# remote URL, .git/config or a written file. Over ssh, the key is the Secret mounted read-only
+# (0400) and only hosts in its known_hosts are trusted. A failure ends with one plain sentence in
+# the termination message, which the diagnosis quotes.
 GIT_FETCH_SCRIPT = r"""set -eu
 fail() {
   printf 'could not fetch commit %s from %s: %s\n' "$GIT_COMMIT" "$GIT_REPO" "$1" \
@@ -59,6 +70,10 @@ fail() {
   exit 1
 }
 command -v git >/dev/null 2>&1 || fail "the image has no git; set git.image to one that has"
+if [ -n "${GIT_SSH_COMMAND-}" ]; then
+  command -v ssh >/dev/null 2>&1 \
+    || fail "the image has no ssh client; set git.image to one that has, or use https"
+fi
 if [ -n "${GIT_USERNAME-}" ]; then
   helper='!f() { test "$1" = get || exit 0;'
   helper="$helper"' printf "username=%s\npassword=%s\n" "$GIT_USERNAME" "$GIT_PASSWORD"; }; f'
@@ -74,6 +89,11 @@ if ! g fetch -q --depth "$GIT_DEPTH" origin "$GIT_COMMIT" 2>/tmp/git-err; then
     *"could not read Username"*)
       fail "the server asks for credentials; name a Secret with username and password \
 (a token) in git.credentials_secret" ;;
+    *"Host key verification failed"*)
+      fail "the server's host key is not in known_hosts of the Secret (add its ssh-keyscan line)" ;;
+    *"Permission denied"*)
+      fail "the server refused the ssh key in the Secret: \
+$(grep -m1 'Permission denied' /tmp/git-err)" ;;
     *"Authentication failed"*|*"returned error: 401"*|*"returned error: 403"*)
       fail "the server refused the credentials in the Secret: $(tail -n 1 /tmp/git-err)" ;;
   esac
@@ -138,6 +158,12 @@ class GitSource:
     image: str | None
     credentials_secret: str | None
     depth: int
+    transport: str = "https"
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """The keys the credential Secret must have for this transport."""
+        return GIT_SSH_KEYS if self.transport == "ssh" else GIT_HTTPS_KEYS
 
 
 @dataclass(frozen=True)
@@ -276,6 +302,31 @@ def _volumes(value: Any, run: str) -> list[VolumeSpec]:
     return volumes
 
 
+_SCP_LIKE_RE = re.compile(
+    r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\s][^\s]*)$"
+)
+
+
+def _git_transport(repo: str) -> str:
+    """'https' or 'ssh' for a remote git can fetch from; SpecError for anything else, and for
+    credentials written into the URL."""
+    if _SCP_LIKE_RE.match(repo):
+        return "ssh"
+    parsed = urlsplit(repo)
+    if parsed.scheme not in ("https", "http", "ssh") or not parsed.hostname:
+        raise SpecError(
+            f"git.repo={repo!r} must be an https:// URL (with an access token in "
+            "git.credentials_secret) or an ssh remote such as ssh://git@host/org/repo.git or "
+            "git@host:org/repo.git (with a deploy key in git.credentials_secret)"
+        )
+    if parsed.password is not None or (parsed.scheme != "ssh" and parsed.username is not None):
+        raise SpecError(
+            "git.repo must not carry credentials (they would be stored in the Job for anyone to "
+            "read); put them in a Secret and name it in git.credentials_secret"
+        )
+    return "ssh" if parsed.scheme == "ssh" else "https"
+
+
 def _git_source(value: Any, volumes: list[VolumeSpec]) -> GitSource | None:
     if value in (None, "", {}):
         return None
@@ -290,18 +341,7 @@ def _git_source(value: Any, volumes: list[VolumeSpec]) -> GitSource | None:
             "credentials_secret and depth"
         )
     repo = str(value.get("repo") or "").strip()
-    parsed = urlsplit(repo)
-    if parsed.scheme not in ("https", "http") or not parsed.hostname:
-        raise SpecError(
-            f"git.repo={repo!r} must be an https:// URL of the repository (ssh remotes are not "
-            "supported: use an access token in git.credentials_secret)"
-        )
-    if parsed.username is not None or parsed.password is not None:
-        raise SpecError(
-            "git.repo must not carry credentials (they would be stored in the Job for anyone to "
-            "read); put username and password (the token) in a Secret and name it in "
-            "git.credentials_secret"
-        )
+    transport = _git_transport(repo)
     commit = str(value.get("commit") or "").strip()
     if not GIT_COMMIT_RE.match(commit):
         raise SpecError(
@@ -328,8 +368,15 @@ def _git_source(value: Any, volumes: list[VolumeSpec]) -> GitSource | None:
         problem = dns1123_subdomain_error("git.credentials_secret", secret)
         if problem:
             raise SpecError(problem)
+    elif transport == "ssh":
+        raise SpecError(
+            f"git.repo={repo!r} is an ssh remote, which needs a key: name a Secret with keys "
+            "ssh-privatekey (a read-only deploy key) and known_hosts (the server's ssh-keyscan "
+            "line) in git.credentials_secret"
+        )
     return GitSource(
         repo=repo,
+        transport=transport,
         commit=commit,
         path=path.rstrip("/") or "/",
         image=image,
@@ -504,7 +551,11 @@ def git_init_container(spec: RunSpec, git: GitSource) -> dict[str, Any]:
         {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
         {"name": "HOME", "value": "/tmp"},
     ]
-    if git.credentials_secret:
+    mounts: list[dict[str, Any]] = [{"name": CODE_VOLUME, "mountPath": git.path}]
+    if git.transport == "ssh":
+        env.append({"name": "GIT_SSH_COMMAND", "value": GIT_SSH_COMMAND})
+        mounts.append({"name": GIT_SSH_VOLUME, "mountPath": GIT_SSH_DIR, "readOnly": True})
+    elif git.credentials_secret:
         for var, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
             env.append(
                 {
@@ -521,7 +572,7 @@ def git_init_container(spec: RunSpec, git: GitSource) -> dict[str, Any]:
         "command": ["sh", "-c", GIT_FETCH_SCRIPT],
         "env": env,
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
-        "volumeMounts": [{"name": CODE_VOLUME, "mountPath": git.path}],
+        "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -571,6 +622,18 @@ def pod_spec(spec: RunSpec) -> dict[str, Any]:
     if spec.git:
         mounts.append({"name": CODE_VOLUME, "mountPath": spec.git.path})
         volumes.append({"name": CODE_VOLUME, "emptyDir": {}})
+        if spec.git.transport == "ssh":
+            # ssh refuses a key that others can read: 0400, and only the two keys it needs.
+            volumes.append(
+                {
+                    "name": GIT_SSH_VOLUME,
+                    "secret": {
+                        "secretName": spec.git.credentials_secret,
+                        "defaultMode": 0o400,
+                        "items": [{"key": key, "path": key} for key in GIT_SSH_KEYS],
+                    },
+                }
+            )
         container["workingDir"] = spec.git.path
         body["initContainers"] = [git_init_container(spec, spec.git)]
     if spec.selector:

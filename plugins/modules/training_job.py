@@ -130,7 +130,8 @@ options:
     suboptions:
       repo:
         description:
-          - C(https://) URL of the repository, without credentials in it.
+          - C(https://) URL of the repository, or an ssh remote (C(ssh://git@host[:port]/org/repo.git)
+            or C(git@host:org/repo.git)). No credentials in it.
         type: str
         required: true
       commit:
@@ -140,10 +141,14 @@ options:
         required: true
       credentials_secret:
         description:
-          - Secret in the namespace with keys C(username) and C(password) (an access token), for
-            example of type C(kubernetes.io/basic-auth). They reach git by reference, through a
-            credential helper that reads the environment; they are never in the URL,
-            C(.git/config) or the pod's arguments. Checked before anything is created.
+          - For https, a Secret in the namespace with keys C(username) and C(password) (an access
+            token), for example of type C(kubernetes.io/basic-auth). They reach git by reference,
+            through a credential helper that reads the environment; they are never in the URL,
+            C(.git/config) or the pod's arguments.
+          - For ssh (required), a Secret with keys C(ssh-privatekey) (a read-only deploy key) and
+            C(known_hosts) (the server's line from C(ssh-keyscan)). It is mounted read-only, mode
+            0400, in the init container only; only the hosts in C(known_hosts) are trusted.
+          - Checked before anything is created.
         type: str
       path:
         description: Where the code is checked out; the training container's working directory.
@@ -151,8 +156,8 @@ options:
         default: /workspace
       image:
         description:
-          - Image of the init container; it needs C(sh) and C(git). Default the run's O(image)
-            (the URM image has git), which the node pulls anyway.
+          - Image of the init container; it needs C(sh) and C(git) (and C(ssh) for an ssh remote).
+            Default the run's O(image) (the URM image has both), which the node pulls anyway.
         type: str
       depth:
         description: History depth to fetch. Servers that refuse a fetch by commit id get a full

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from ansible_collections.urm.training.plugins.module_utils._training import (
     workload,
 )
 from tests.integration.git_http_server import GitHttpServer, git, make_repo
+from tests.integration.git_ssh_server import GitSshServer, client_key
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +44,8 @@ def run_init_container(
             },
         }
     )
-    (init,) = workload(spec)["spec"]["template"]["spec"]["initContainers"]
+    pod = workload(spec)["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
     env: dict[str, str] = {"PATH": path}
     for item in init["env"]:
         if "value" in item:
@@ -50,6 +53,17 @@ def run_init_container(
         else:
             assert secret is not None
             env[item["name"]] = secret[item["valueFrom"]["secretKeyRef"]["key"]]
+    # The kubelet's part for an ssh remote: the Secret's items as 0400 files at the mount path.
+    for volume in pod["volumes"]:
+        if "secret" in volume:
+            assert secret is not None
+            (mount,) = [m for m in init["volumeMounts"] if m["name"] == volume["name"]]
+            keys = tmp / "ssh-secret"
+            keys.mkdir()
+            for item in volume["secret"]["items"]:
+                (keys / item["path"]).write_text(secret[item["key"]])
+                (keys / item["path"]).chmod(volume["secret"]["defaultMode"])
+            env["GIT_SSH_COMMAND"] = env["GIT_SSH_COMMAND"].replace(mount["mountPath"], str(keys))
     env["HOME"] = str(tmp / "home")
     (tmp / "home").mkdir(exist_ok=True)
     (tmp / "workspace").mkdir()
@@ -157,3 +171,53 @@ def test_an_image_without_git_is_named(tmp_path: Path, repo: tuple[Path, list[st
     assert result.returncode == 1
     assert "the image has no git; set git.image to one that has" in message
     assert not server.requests, "nothing was fetched"
+
+
+@pytest.fixture
+def ssh_server(
+    tmp_path: Path, repo: tuple[Path, list[str]]
+) -> Iterator[tuple[GitSshServer, str, list[str]]]:
+    private, public = client_key()
+    with GitSshServer(tmp_path / "srv", public) as server:
+        yield server, private, repo[1]
+
+
+def test_over_ssh_the_deploy_key_fetches_the_commit(
+    tmp_path: Path, ssh_server: tuple[GitSshServer, str, list[str]]
+) -> None:
+    server, private, (first, _) = ssh_server
+    secret = {"ssh-privatekey": private, "known_hosts": server.known_hosts_line + "\n"}
+    result, code, message = run_init_container(tmp_path, server.url("urm.git"), first, secret)
+    assert result.returncode == 0, result.stderr + message
+    assert git(code, "rev-parse", "HEAD") == first
+    assert not (code / "CHANGED").exists()
+    assert [(r.user, r.command, r.status) for r in server.requests] == [
+        ("git", "git-upload-pack '/urm.git'", 0)
+    ]
+    assert "PRIVATE KEY" not in all_text(code) + result.stdout + result.stderr
+
+
+def test_over_ssh_a_key_the_server_does_not_know_is_named(
+    tmp_path: Path, ssh_server: tuple[GitSshServer, str, list[str]]
+) -> None:
+    server, _, (first, _) = ssh_server
+    stranger, _ = client_key()
+    secret = {"ssh-privatekey": stranger, "known_hosts": server.known_hosts_line + "\n"}
+    result, _, message = run_init_container(tmp_path, server.url("urm.git"), first, secret)
+    assert result.returncode == 1
+    assert "the server refused the ssh key in the Secret: " in message, message
+    assert "Permission denied (publickey" in message
+    assert not server.requests
+
+
+def test_over_ssh_an_unknown_host_key_is_not_trusted(
+    tmp_path: Path, ssh_server: tuple[GitSshServer, str, list[str]]
+) -> None:
+    server, private, (first, _) = ssh_server
+    other_host = GitSshServer(tmp_path, "ssh-ed25519 AAAA unused", host=server.host)
+    other_host.port = server.port  # same address, another host key: a man in the middle
+    secret = {"ssh-privatekey": private, "known_hosts": other_host.known_hosts_line + "\n"}
+    result, _, message = run_init_container(tmp_path, server.url("urm.git"), first, secret)
+    assert result.returncode == 1
+    assert "the server's host key is not in known_hosts of the Secret" in message, message
+    assert not server.requests, "nothing was asked of a server that was not trusted"

@@ -91,6 +91,8 @@ def test_apt_packages() -> None:
     runs = [r for w, r in instructions() if w == "RUN" and "apt-get install" in r]
     assert len(runs) == 1
     assert re.search(r"\bgit\b", runs[0]) and "ninja-build" in runs[0]
+    # git and ssh: the image is also the default image of training_job's git init container.
+    assert "openssh-client" in runs[0]
     assert "--no-install-recommends" in runs[0] and "rm -rf /var/lib/apt/lists" in runs[0]
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.ansible_runner import run_module, run_playbook
 from tests.integration.git_http_server import GitHttpServer, make_repo
+from tests.integration.git_ssh_server import GitSshServer, client_key
 from tests.realnode.test_realnode import (  # noqa: F401
     cleanup,
     get_json,
@@ -214,6 +215,40 @@ def test_a_missing_credential_secret_is_refused_before_anything_is_created(
     assert found.strip() == ""
 
 
+def role_play(realnode, name: str, image: str, pull: str, git_vars: dict[str, Any]) -> list:
+    return [
+        {
+            "name": "launch from git",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {
+                "group/urm.training.k8s": {"kubeconfig": str(realnode.researcher_nodes_kubeconfig)}
+            },
+            "roles": [{"role": "urm.training.training_launch"}],
+            "vars": {
+                "training_launch_namespace": realnode.namespace,
+                "training_launch_run_name": name,
+                "training_launch_image": image,
+                "training_launch_command": ["python3", "train.py"],
+                "training_launch_gpus": 1,
+                "training_launch_gpu_type": realnode.accelerator,
+                "training_launch_min_compute_capability": 0,
+                "training_launch_cpu_per_gpu": "500m",
+                "training_launch_memory_per_gpu": "256Mi",
+                "training_launch_shm_size": "16Mi",
+                "training_launch_image_pull_secrets": [pull],
+                "training_launch_wait": "complete",
+                "training_launch_wait_timeout": 180,
+                **git_vars,
+            },
+        }
+    ]
+
+
+def env_lookup(var: str) -> str:
+    return "{{ lookup('ansible.builtin.env', '" + var + "') }}"
+
+
 def test_the_role_stores_the_token_and_runs_the_commit(
     realnode,
     cleanup,  # noqa: F811
@@ -226,39 +261,19 @@ def test_the_role_stores_the_token_and_runs_the_commit(
     secret = f"{name}-cred"
     cleanup.append(("secret", secret))
     cleanup.append(("job", name))
-    play = [
+    play = role_play(
+        realnode,
+        name,
+        private_image,
+        pull,
         {
-            "name": "launch from git",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "module_defaults": {
-                "group/urm.training.k8s": {"kubeconfig": str(realnode.researcher_nodes_kubeconfig)}
-            },
-            "roles": [{"role": "urm.training.training_launch"}],
-            "vars": {
-                "training_launch_namespace": realnode.namespace,
-                "training_launch_run_name": name,
-                "training_launch_image": private_image,
-                "training_launch_command": ["python3", "train.py"],
-                "training_launch_gpus": 1,
-                "training_launch_gpu_type": realnode.accelerator,
-                "training_launch_min_compute_capability": 0,
-                "training_launch_cpu_per_gpu": "500m",
-                "training_launch_memory_per_gpu": "256Mi",
-                "training_launch_shm_size": "16Mi",
-                "training_launch_image_pull_secrets": [pull],
-                "training_launch_wait": "complete",
-                "training_launch_wait_timeout": 180,
-                "training_launch_code_git_repo": server.url("urm.git"),
-                "training_launch_code_git_commit": first,
-                "training_launch_code_git_username": "researcher",
-                "training_launch_code_git_token": "{{ lookup('ansible.builtin.env', '"
-                + TOKEN_ENV
-                + "') }}",
-                "training_launch_code_git_secret_name": secret,
-            },
-        }
-    ]
+            "training_launch_code_git_repo": server.url("urm.git"),
+            "training_launch_code_git_commit": first,
+            "training_launch_code_git_username": "researcher",
+            "training_launch_code_git_token": env_lookup(TOKEN_ENV),
+            "training_launch_code_git_secret_name": secret,
+        },
+    )
     result = run_playbook(play, env={TOKEN_ENV: TOKEN}, verbosity=3)
     assert result.rc == 0, result.output[-3000:]
     assert TOKEN not in result.output
@@ -271,3 +286,50 @@ def test_the_role_stores_the_token_and_runs_the_commit(
     again = run_playbook(play, env={TOKEN_ENV: TOKEN})
     assert again.rc == 0, again.output[-2000:]
     assert "changed=0" in again.output, again.output[-1500:]
+
+
+def test_over_ssh_the_role_stores_the_deploy_key_and_the_pod_clones_with_it(
+    realnode,
+    cleanup,  # noqa: F811
+    private_image,  # noqa: F811
+    tmp_path_factory,
+) -> None:
+    root = tmp_path_factory.mktemp("git-ssh-srv")
+    _, (first, _) = make_repo(
+        root, "urm.git", {"train.py": TRAIN, "models/urm.py": "MODEL = 'urm-ssh'\n"}
+    )
+    private, public = client_key()
+    gateway = realnode.exports["URM_LOCALCLUSTER_POD_GATEWAY"]
+    pull = registry_secret(realnode, cleanup)
+    name = f"rn-gitssh-{uuid.uuid4().hex[:6]}"
+    secret = f"{name}-key"
+    cleanup.append(("secret", secret))
+    cleanup.append(("job", name))
+    with GitSshServer(root, public, host=gateway) as server:
+        play = role_play(
+            realnode,
+            name,
+            private_image,
+            pull,
+            {
+                "training_launch_code_git_repo": server.url("urm.git"),
+                "training_launch_code_git_commit": first,
+                "training_launch_code_git_ssh_private_key": env_lookup("URM_IT_GIT_SSH_KEY"),
+                "training_launch_code_git_known_hosts": server.known_hosts_line,
+                "training_launch_code_git_secret_name": secret,
+            },
+        )
+        result = run_playbook(play, env={"URM_IT_GIT_SSH_KEY": private}, verbosity=3)
+        assert result.rc == 0, result.output[-3000:]
+        assert [(r.user, r.status) for r in server.requests] == [("git", 0)]
+    key_body = private.splitlines()[1]
+    assert key_body not in result.output
+    pod = get_json(realnode, "pods", "-l", f"job-name={name}")["items"][0]
+    logs = realnode.kubectl("-n", realnode.namespace, "logs", pod["metadata"]["name"]).stdout
+    assert f"code at {first} in /workspace" in logs, logs
+    assert "model says MODEL = 'urm-ssh'" in logs
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "git-ssh"]
+    assert volume["secret"]["secretName"] == secret and volume["secret"]["defaultMode"] == 0o400
+    assert key_body not in json.dumps(pod)
+    stored = get_json(realnode, "secret", secret)
+    assert base64.b64decode(stored["data"]["ssh-privatekey"]).decode() == private

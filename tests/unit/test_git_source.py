@@ -109,8 +109,11 @@ def test_devpod_with_git_starts_in_the_checkout() -> None:
         ({"commit": "main"}, "must be a full commit id"),
         ({"commit": COMMIT[:12]}, "must be a full commit id"),
         ({"commit": COMMIT.upper()}, "must be a full commit id"),
-        ({"repo": "git@github.com:aic/urm.git"}, "must be an https:// URL"),
-        ({"repo": "ssh://git@github.com/aic/urm.git"}, "ssh remotes are not supported"),
+        ({"repo": "git@github.com:aic/urm.git"}, "is an ssh remote, which needs a key"),
+        ({"repo": "ssh://git@github.com/aic/urm.git"}, "is an ssh remote, which needs a key"),
+        ({"repo": "ssh://git:ghp_planted@github.com/aic/urm.git"}, "must not carry credentials"),
+        ({"repo": "file:///srv/urm.git"}, "must be an https:// URL"),
+        ({"repo": "/srv/urm.git"}, "must be an https:// URL"),
         ({"repo": "https://bob:ghp_planted@github.com/aic/urm.git"}, "must not carry credentials"),
         ({"repo": ""}, "must be an https:// URL"),
         ({"path": "relative"}, "must be an absolute directory"),
@@ -202,3 +205,55 @@ def test_a_sweep_can_run_several_commits_and_each_is_validated() -> None:
     bad = expand_runs({**base, "runs": [{"name": "at-x", "git": {"repo": REPO, "commit": "x"}}]})
     with pytest.raises(SpecError, match=re.escape("git.commit='x' must be a full commit id")):
         build_spec(bad[0])
+
+
+@pytest.mark.parametrize(
+    "repo", ["ssh://git@git.example.org:2222/aic/urm.git", "git@github.com:aic/urm.git"]
+)
+def test_an_ssh_remote_mounts_the_deploy_key_read_only_and_trusts_only_known_hosts(
+    repo: str,
+) -> None:
+    spec = build_spec(params(repo=repo, credentials_secret="urm-git-key"))
+    assert spec.git is not None and spec.git.transport == "ssh"
+    pod = pod_of(workload(spec))
+    (init,) = pod["initContainers"]
+    env = {e["name"]: e.get("value") for e in init["env"]}
+    assert "GIT_USERNAME" not in env and "GIT_PASSWORD" not in env
+    command = env["GIT_SSH_COMMAND"]
+    for option in (
+        "-i /etc/urm-git-ssh/ssh-privatekey",
+        "UserKnownHostsFile=/etc/urm-git-ssh/known_hosts",
+        "StrictHostKeyChecking=yes",
+        "BatchMode=yes",
+        "IdentitiesOnly=yes",
+    ):
+        assert option in command
+    assert {"name": "git-ssh", "mountPath": "/etc/urm-git-ssh", "readOnly": True} in init[
+        "volumeMounts"
+    ]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "git-ssh"]
+    assert volume["secret"] == {
+        "secretName": "urm-git-key",
+        "defaultMode": 0o400,
+        "items": [
+            {"key": "ssh-privatekey", "path": "ssh-privatekey"},
+            {"key": "known_hosts", "path": "known_hosts"},
+        ],
+    }
+    train_mounts = {m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    assert "git-ssh" not in train_mounts, "the training container never sees the key"
+
+
+def test_preflight_wants_the_ssh_keys_for_an_ssh_remote() -> None:
+    spec = build_spec(params(repo="git@github.com:aic/urm.git", credentials_secret="k"))
+    key_only = {"k": {"type": "kubernetes.io/ssh-auth", "data": {"ssh-privatekey": "a2V5"}}}
+    with pytest.raises(
+        PreflightError,
+        match=re.escape(
+            "has no key 'known_hosts' (its keys: ssh-privatekey); git over ssh needs "
+            "ssh-privatekey and known_hosts"
+        ),
+    ):
+        check_references(Secrets(key_only), spec, {})  # type: ignore[arg-type]
+    both = {"k": {"data": {"ssh-privatekey": "a2V5", "known_hosts": "aG9zdA=="}}}
+    check_references(Secrets(both), spec, {})  # type: ignore[arg-type]
