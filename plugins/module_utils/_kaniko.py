@@ -42,6 +42,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
     dns1123_subdomain_error,
     with_auth_options,
 )
+from ansible_collections.urm.training.plugins.module_utils._options import string_map
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     MASK,
     REGISTRY_TLS_ARG_SPEC,
@@ -154,15 +155,6 @@ class KanikoRequest:
         return [f"{self.repository.name}:{t}" for t in self.tags]
 
 
-def _strings(option: str, value: Mapping[str, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, val in (value or {}).items():
-        if val is None:
-            raise ContextError(f"{option}.{key} has no value: give a string")
-        out[str(key)] = str(val)
-    return out
-
-
 def parse_request(params: Mapping[str, Any]) -> KanikoRequest:
     """Check every option that can be checked without a server, then hash the context."""
     namespace = params.get("namespace") or ""
@@ -177,7 +169,7 @@ def parse_request(params: Mapping[str, Any]) -> KanikoRequest:
     cache_repo = params.get("cache_repo")
     if cache_repo:
         parse_repository(cache_repo, "cache_repo")
-    build_args = _strings("build_args", params.get("build_args"))
+    build_args = string_map("build_args", params.get("build_args"), ContextError)
     target = params.get("target") or None
     ctx = scan(params["context_dir"], params.get("dockerfile") or "Dockerfile", build_args, target)
     tags = [check_tag(params["tag"])] if params.get("tag") else [ctx.tag]
@@ -210,10 +202,10 @@ def parse_request(params: Mapping[str, Any]) -> KanikoRequest:
         cache_repo=cache_repo or None,
         kaniko_image=params.get("kaniko_image") or DEFAULT_KANIKO_IMAGE,
         resources=resources,
-        node_selector=_strings("node_selector", params.get("node_selector")),
+        node_selector=string_map("node_selector", params.get("node_selector"), ContextError),
         tolerations=[dict(t) for t in params.get("tolerations") or []],
-        pod_labels=_strings("pod_labels", params.get("pod_labels")),
-        pod_annotations=_strings("pod_annotations", params.get("pod_annotations")),
+        pod_labels=string_map("pod_labels", params.get("pod_labels"), ContextError),
+        pod_annotations=string_map("pod_annotations", params.get("pod_annotations"), ContextError),
         extra_args=[str(a) for a in params.get("extra_args") or []],
         push_retry=int(params.get("push_retry") or 0),
         ttl=3600 if params.get("ttl") is None else int(params["ttl"]),

@@ -32,6 +32,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
     dns1123_subdomain_error,
     with_auth_options,
 )
+from ansible_collections.urm.training.plugins.module_utils._options import string_map
 from ansible_collections.urm.training.plugins.module_utils._registry import (
     MASK,
     REGISTRY_TLS_ARG_SPEC,
@@ -89,15 +90,6 @@ class SecretRequest:
         )
 
 
-def _string_map(option: str, value: Mapping[str, Any] | None) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for key, val in (value or {}).items():
-        if val is None:
-            raise InputError(f"{option}.{key} has no value: give a string")
-        result[str(key)] = str(val)
-    return result
-
-
 def parse_request(params: Mapping[str, Any]) -> SecretRequest:
     """Check every option that can be checked without a server."""
     name = params.get("name") or ""
@@ -148,8 +140,8 @@ def parse_request(params: Mapping[str, Any]) -> SecretRequest:
         validate=bool(params.get("validate", True)),
         require_push=require_push,
         service_account=service_account,
-        labels=_string_map("labels", params.get("labels")),
-        annotations=_string_map("annotations", params.get("annotations")),
+        labels=string_map("labels", params.get("labels"), InputError),
+        annotations=string_map("annotations", params.get("annotations"), InputError),
         registry_ca_cert=params.get("registry_ca_cert"),
         registry_validate_certs=bool(params.get("registry_validate_certs", True)),
         registry_timeout=float(params.get("registry_timeout") or 15.0),

@@ -21,6 +21,7 @@ from ansible_collections.urm.training.plugins.module_utils._k8s import (
     dns1123_subdomain_error,
     is_dns1123_label,
 )
+from ansible_collections.urm.training.plugins.module_utils._options import string_map
 from ansible_collections.urm.training.plugins.module_utils._quantity import (
     QuantityError,
     format_bytes,
@@ -246,14 +247,6 @@ def _quantity(value: Any, field_name: str) -> Decimal:
     return quantity
 
 
-def _str_map(value: Any, field_name: str) -> dict[str, str]:
-    if value in (None, ""):
-        return {}
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{field_name} must be a mapping of names to values")
-    return {str(k): str(v) for k, v in value.items()}
-
-
 def _secret_env(value: Any) -> list[SecretRef]:
     refs = []
     for env_name, ref in (value or {}).items():
@@ -444,7 +437,7 @@ def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
     if launching and not command and not args:
         raise SpecError("command or args is required: the training command to run")
     tolerations = params.get("tolerations")
-    labels = _str_map(params.get("labels"), "labels")
+    labels = string_map("labels", params.get("labels"), SpecError)
     volumes = _volumes(params.get("volumes"), name)
     git = _git_source(params.get("git"), volumes) if launching else None
     return RunSpec(
@@ -460,21 +453,21 @@ def build_spec(params: Mapping[str, Any], launching: bool = True) -> RunSpec:
         cpu_per_gpu=cpu_per_gpu,
         memory_per_gpu=memory_per_gpu,
         shm_size=shm_size,
-        env=_str_map(params.get("env"), "env"),
+        env=string_map("env", params.get("env"), SpecError),
         secret_env=_secret_env(params.get("secret_env")),
         volumes=volumes,
         image_pull_secrets=[str(s) for s in params.get("image_pull_secrets") or []],
         tolerations=[dict(t) for t in tolerations]
         if tolerations is not None
         else [dict(GPU_TOLERATION)],
-        node_selector=_str_map(params.get("node_selector"), "node_selector"),
+        node_selector=string_map("node_selector", params.get("node_selector"), SpecError),
         priority_class=params.get("priority_class") or None,
         queue=params.get("queue") or None,
         active_deadline=active_deadline,
         backoff_limit=_int(params.get("backoff_limit", 0), "backoff_limit", 0),
         ttl_after_finished=_optional_int(params.get("ttl_after_finished"), "ttl_after_finished"),
         labels=labels,
-        annotations=_str_map(params.get("annotations"), "annotations"),
+        annotations=string_map("annotations", params.get("annotations"), SpecError),
         mode=mode,
         wandb=dict(params.get("wandb") or {}),
         git=git,
