@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -51,9 +51,10 @@ class LocalCluster:
     users: dict[str, str] = field(repr=False, default_factory=dict)
 
     @classmethod
-    def from_env(cls) -> LocalCluster:
+    def from_env(cls, env: dict[str, str] | None = None) -> Self:
+        """The world `localcluster env` describes: the default one, or the one ``env`` selects."""
         exports: dict[str, str] = {}
-        for line in localcluster_cli("env").stdout.splitlines():
+        for line in localcluster_cli("env", env=env).stdout.splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             exports[key] = shlex.split(value)[0]
         kubectl_dir = exports["PATH"].split(":")[0]

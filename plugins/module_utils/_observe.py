@@ -92,7 +92,7 @@ def list_runs(
         return {
             "name": run,
             "kind": kind,
-            "mode": (meta.get("labels") or {}).get(LABEL_MODE, "job"),
+            "mode": labels.get(LABEL_MODE, "job"),
             "phase": phase,
             "reason": reason,
             "message": message,

@@ -233,6 +233,11 @@ def check_capability(
         warnings.append(f"{spec.name}: {message}")
 
 
+def _secret_keys(secret: dict[str, Any]) -> set[str]:
+    """The key names a Secret holds (never its values)."""
+    return set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+
+
 def check_references(
     client: K8sClient, spec: RunSpec, secrets: dict[str, dict[str, Any] | None]
 ) -> None:
@@ -262,7 +267,7 @@ def check_references(
             raise PreflightError(
                 f"secret_env.{ref.env}: Secret {spec.namespace}/{ref.secret} does not exist"
             )
-        keys = sorted(set(found.get("data") or {}) | set(found.get("stringData") or {}))
+        keys = sorted(_secret_keys(found))
         if ref.key not in keys:
             raise PreflightError(
                 f"secret_env.{ref.env}: Secret {spec.namespace}/{ref.secret} has no key "
@@ -277,7 +282,7 @@ def check_references(
                 f"it with keys {' and '.join(spec.git.secret_keys)}, e.g. with "
                 "urm.training.env_secret"
             )
-        present = set(found.get("data") or {}) | set(found.get("stringData") or {})
+        present = _secret_keys(found)
         missing = [key for key in spec.git.secret_keys if key not in present]
         if missing:
             raise PreflightError(

@@ -657,6 +657,15 @@ def _annotations(spec: RunSpec) -> dict[str, str]:
     return annotations
 
 
+def _metadata(spec: RunSpec, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "labels": labels,
+        "annotations": _annotations(spec),
+    }
+
+
 def job(spec: RunSpec) -> dict[str, Any]:
     labels = common_labels(spec)
     job_spec: dict[str, Any] = {
@@ -681,12 +690,7 @@ def job(spec: RunSpec) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": spec.name,
-            "namespace": spec.namespace,
-            "labels": labels,
-            "annotations": _annotations(spec),
-        },
+        "metadata": _metadata(spec, labels),
         "spec": job_spec,
     }
 
@@ -697,12 +701,7 @@ def devpod(spec: RunSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": spec.name,
-            "namespace": spec.namespace,
-            "labels": common_labels(spec),
-            "annotations": _annotations(spec),
-        },
+        "metadata": _metadata(spec, common_labels(spec)),
         "spec": body,
     }
 

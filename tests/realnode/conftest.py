@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,28 +57,8 @@ class RealNodeWorld(LocalCluster):
 
 
 def _load(env: dict[str, str]) -> RealNodeWorld:
-    exports: dict[str, str] = {}
-    for line in localcluster_cli("env", env=env).stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        exports[key] = shlex.split(value)[0]
-    credentials = Path(exports["URM_LOCALCLUSTER_CREDENTIALS"])
-    world = RealNodeWorld(
-        exports=exports,
-        admin_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_ADMIN"]),
-        researcher_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER"]),
-        researcher_nodes_kubeconfig=Path(exports["URM_LOCALCLUSTER_KUBECONFIG_RESEARCHER_NODES"]),
-        namespace=exports["URM_LOCALCLUSTER_NAMESPACE"],
-        registry_token=exports["URM_LOCALCLUSTER_REGISTRY"],
-        registry_basic=exports["URM_LOCALCLUSTER_REGISTRY_BASIC"],
-        token_realm=exports["URM_LOCALCLUSTER_TOKEN_REALM"],
-        ca_cert=Path(exports["URM_LOCALCLUSTER_CA_CERT"]),
-        credentials_file=credentials,
-        audit_log=Path(exports["URM_LOCALCLUSTER_AUDIT_LOG"]),
-        docker_host=exports["DOCKER_HOST"],
-        containers_conf=Path(exports["CONTAINERS_CONF"]),
-        kubectl_path=Path(exports["PATH"].split(":")[0]) / "kubectl",
-        users=json.loads(credentials.read_text())["registry_users"],
-    )
+    world = RealNodeWorld.from_env(env)
+    exports = world.exports
     world.env = env
     world.node = exports["URM_LOCALCLUSTER_REAL_NODE_NAME"]
     world.accelerator = exports["URM_LOCALCLUSTER_REAL_NODE_ACCELERATOR"]

@@ -62,7 +62,7 @@ def git_secret(realnode, cleanup) -> str:  # noqa: F811
             "name": name,
             "data": {
                 "username": "researcher",
-                "password": "{{ lookup('ansible.builtin.env', '" + TOKEN_ENV + "') }}",
+                "password": env_lookup(TOKEN_ENV),
             },
             "kubeconfig": str(realnode.researcher_kubeconfig),
         },
